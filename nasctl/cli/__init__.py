@@ -1,0 +1,43 @@
+"""The `nasctl` command line. Thin: parse options, call the library, format the result.
+
+Each area registers its commands from its own module here, so adding a command never
+touches another area's file.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from nasctl.errors import NasctlError
+
+
+class _App(typer.Typer):
+    """A Typer app that turns library errors into one line on stderr and exit code 2."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except NasctlError as exc:
+            print(f"nasctl: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("nasctl: interrupted", file=sys.stderr)
+            sys.exit(130)
+
+
+app = _App(
+    name="nasctl",
+    help="Differentiable NAS (FairDARTS, iDARTS, DARTS) from search to a validated engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+from nasctl.cli import genotypes as _genotypes  # noqa: E402
+from nasctl.cli import validate as _validate  # noqa: E402
+
+for _module in (_genotypes, _validate):
+    _module.register(app)
