@@ -93,7 +93,9 @@ def to_fairdarts(genotype: Genotype) -> Any:
     for cell_name in CELL_NAMES:
         cell = genotype.cells[cell_name]
         out[cell_name] = [
-            (op, node, src) for node in intermediate_nodes(cell) for src, op in cell_inputs(cell, node)
+            (op, node, src)
+            for node in intermediate_nodes(cell)
+            for src, op in cell_inputs(cell, node)
         ]
         out[f"{cell_name}_concat"] = list(cell.graph["concat"])
     return DartsGenotype(**out)
@@ -176,7 +178,8 @@ def _literal_fields(node: ast.expr) -> dict[str, Any]:
     if isinstance(node, ast.Call):
         if not (isinstance(node.func, ast.Name) and node.func.id == "Genotype") or node.args:
             raise GenotypeError(
-                f"a genotype string may only call Genotype(field=...), found {ast.unparse(node.func)}(...)"
+                "a genotype string may only call Genotype(field=...), found "
+                f"{ast.unparse(node.func)}(...)"
             )
         return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg}
     if isinstance(node, ast.Dict):

@@ -72,7 +72,9 @@ def paper_card(name: str) -> PaperCard | None:
         return None
     if key in cards:
         c = cards[key]
-        return PaperCard(c["name"], c["source"], c["reported"], notes=c["notes"], has_genotype=False)
+        return PaperCard(
+            c["name"], c["source"], c["reported"], notes=c["notes"], has_genotype=False
+        )
     e = _entries()[key]
     return PaperCard(
         name=e["name"],

@@ -1,8 +1,9 @@
 """DARTS-family candidate ops (Liu et al., 2019), shared by final networks and supernets.
 
 Module names follow the official DARTS code (``op``, ``conv_1``, ...), so state_dicts of
-official checkpoints line up with ours. Every op maps C channels to C channels; ``stride=2`` halves the resolution. No op modifies
-its input in place: one node's output feeds several ops. ``affine=False`` gives the search
+official checkpoints line up with ours. Every op maps C channels to C channels;
+``stride=2`` halves the resolution. No op modifies its input in place: one node's output
+feeds several ops. ``affine=False`` gives the search
 network's parameter-free BatchNorm.
 """
 
