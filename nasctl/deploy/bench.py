@@ -1,0 +1,203 @@
+"""Latency measurement in the trtexec/Polygraphy style: warm-up, then many timed runs;
+median, p90, p99 and throughput. GPU runtimes that only enqueue work are timed with CUDA
+events on the current stream (synchronised per run); the others with a host clock."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from nasctl.deploy.runtimes import Artifacts, Runtime
+
+
+@dataclass
+class Latency:
+    batch: int
+    runs: int
+    warmup: int
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    throughput: float  # images per second at the median
+    timer: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure(runtime: Runtime, inputs: np.ndarray, warmup: int = 10, runs: int = 100,
+            min_seconds: float = 0.0, max_seconds: float = 60.0) -> Latency:
+    """Time ``runtime`` on ``inputs`` (one batch). At least ``runs`` timed runs (and at least
+    ``min_seconds`` of them), stopping early after ``max_seconds`` with at least 5 runs."""
+    infer = runtime.staged(inputs)
+    cuda_events = runtime.async_cuda
+    for _ in range(warmup):
+        infer()
+    _sync(runtime)
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        times.append(_time_cuda(infer) if cuda_events else _time_host(infer, runtime))
+        elapsed = time.perf_counter() - start
+        enough = len(times) >= runs and elapsed >= min_seconds
+        if enough or (elapsed >= max_seconds and len(times) >= 5):
+            break
+    ms = np.asarray(times)
+    batch = int(inputs.shape[0])
+    median = float(np.median(ms))
+    return Latency(
+        batch=batch, runs=len(times), warmup=warmup, median_ms=round(median, 4),
+        p90_ms=round(float(np.percentile(ms, 90)), 4),
+        p99_ms=round(float(np.percentile(ms, 99)), 4),
+        mean_ms=round(float(ms.mean()), 4), min_ms=round(float(ms.min()), 4),
+        throughput=round(batch * 1000.0 / median, 2) if median > 0 else 0.0,
+        timer="cuda-events" if cuda_events else "host-clock",
+    )
+
+
+def bench_runtimes(artifacts: Artifacts, names: list[str], batches: list[int],
+                   images: np.ndarray, precision: str = "fp32", threads: int | None = None,
+                   warmup: int = 10, runs: int = 100,
+                   on_event: Callable[[dict[str, Any]], None] | None = None,
+                   ) -> list[dict[str, Any]]:
+    """Latency of each runtime at each batch size; unavailable runtimes become rows with
+    a reason, never errors."""
+    from nasctl.deploy.report import runtime_precision
+    from nasctl.deploy.runtimes import make_runtime
+    from nasctl.errors import BackendUnavailable
+
+    emit = on_event or (lambda event: None)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        runtime = make_runtime(name, runtime_precision(name, precision), threads)
+        base = {"runtime": name, "device": runtime.device, "precision": runtime.precision}
+        reason = runtime.unavailable_reason()
+        if reason is None:
+            try:
+                runtime.load(artifacts)
+            except BackendUnavailable as exc:
+                reason = str(exc)
+        if reason is not None:
+            rows.append({**base, "status": "unavailable", "reason": reason})
+            continue
+        for batch in batches:
+            emit({"event": "bench", "runtime": name, "batch": batch})
+            x = images[np.arange(batch) % len(images)]
+            try:
+                stats = measure(runtime, x, warmup=warmup, runs=runs)
+                rows.append({**base, "status": "pass", **stats.to_dict()})
+            except Exception as exc:  # e.g. a batch outside an engine's profile
+                rows.append({**base, "status": "failed", "batch": batch,
+                             "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"})
+    return rows
+
+
+def _sync(runtime: Runtime) -> None:
+    if runtime.device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _time_host(infer: Callable[[], Any], runtime: Runtime) -> float:
+    t0 = time.perf_counter()
+    infer()
+    _sync(runtime)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _time_cuda(infer: Callable[[], Any]) -> float:
+    import torch
+
+    begin = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    stream = torch.cuda.current_stream()
+    begin.record(stream)
+    infer()
+    end.record(stream)
+    end.synchronize()
+    return float(begin.elapsed_time(end))
+
+
+def peak_macs_per_second(threads: int | None = None, size: int = 1024,
+                         seconds: float = 1.0) -> float:
+    """Measured fp32 multiply-add rate of this CPU: the best of repeated square matmuls
+    (the compute floor for a model is its MACs over this rate)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a = torch.randn(size, size)
+        b = torch.randn(size, size)
+        for _ in range(2):
+            a @ b
+        best = float("inf")
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    return size**3 / best
+
+
+def host_info(threads: int | None = None) -> dict[str, Any]:
+    """Host CPU/GPU, library versions and thread settings, for every latency report."""
+    import numpy
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "threads": {"requested": threads, "torch": torch.get_num_threads(),
+                    "torch_interop": torch.get_num_interop_threads(),
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "versions": {"torch": torch.__version__, "numpy": numpy.__version__},
+        "gpu": None,
+    }
+    for lib in ("onnx", "onnxruntime"):
+        try:
+            info["versions"][lib] = __import__(lib).__version__
+        except ImportError:
+            info["versions"][lib] = None
+    from nasctl import __version__
+    from nasctl.export.tensorrt import tensorrt_unavailable_reason
+
+    info["versions"]["nasctl"] = __version__
+    if tensorrt_unavailable_reason() is None:
+        import tensorrt
+
+        info["versions"]["tensorrt"] = tensorrt.__version__
+    else:
+        info["versions"]["tensorrt"] = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                       "capability": f"{props.major}.{props.minor}",
+                       "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

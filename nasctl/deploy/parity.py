@@ -1,0 +1,97 @@
+"""Numeric parity between a reference output (PyTorch eager, fp32) and a runtime's output.
+
+An element passes when ``|out - ref| <= atol + rtol * |ref|`` (numpy's allclose rule, the
+Polygraphy default style); the check passes when every element does and top-1 agreement
+reaches ``min_top1``. Presets per precision, each field overridable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_top1: float
+
+    def override(self, atol: float | None = None, rtol: float | None = None,
+                 min_top1: float | None = None) -> Tolerance:
+        return replace(
+            self,
+            atol=self.atol if atol is None else atol,
+            rtol=self.rtol if rtol is None else rtol,
+            min_top1=self.min_top1 if min_top1 is None else min_top1,
+        )
+
+
+# fp32: only reassociation and fused kernels differ; fp16: 10-bit mantissa through 20
+# cells; int8: quantization noise, judged mostly by top-1 agreement.
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_top1=0.99),
+    "fp16": Tolerance(atol=2e-2, rtol=2e-2, min_top1=0.97),
+    "int8": Tolerance(atol=2e-1, rtol=2e-1, min_top1=0.85),
+}
+
+
+def tolerance_for(precision: str, atol: float | None = None, rtol: float | None = None,
+                  min_top1: float | None = None) -> Tolerance:
+    try:
+        base = TOLERANCES[precision]
+    except KeyError:
+        known = ", ".join(TOLERANCES)
+        raise ValueError(f"unknown precision {precision!r} (known: {known})") from None
+    return base.override(atol, rtol, min_top1)
+
+
+@dataclass
+class ParityResult:
+    passed: bool
+    samples: int
+    max_abs: float
+    mean_abs: float
+    p99_abs: float
+    max_rel: float
+    mean_rel: float
+    p99_rel: float
+    top1_agreement: float
+    violations: int
+    tolerance: dict[str, float]
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_outputs(reference: np.ndarray, output: np.ndarray, tolerance: Tolerance,
+                    precision: str = "fp32") -> ParityResult:
+    """Compare logits [N, classes] (or any [N, ...] arrays, top-1 over the last axis)."""
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
+    abs_err = np.abs(out - ref)
+    # relative to the reference magnitude, floored so near-zero logits do not explode
+    rel_err = abs_err / np.maximum(np.abs(ref), 1e-6)
+    finite = bool(np.isfinite(out).all())
+    violations = int(np.count_nonzero(~(abs_err <= tolerance.atol + tolerance.rtol * np.abs(ref))))
+    flat_ref = ref.reshape(ref.shape[0], -1)
+    flat_out = out.reshape(out.shape[0], -1)
+    top1 = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1)))
+    return ParityResult(
+        passed=finite and violations == 0 and top1 >= tolerance.min_top1,
+        samples=int(ref.shape[0]),
+        max_abs=float(abs_err.max()), mean_abs=float(abs_err.mean()),
+        p99_abs=float(np.percentile(abs_err, 99)),
+        max_rel=float(rel_err.max()), mean_rel=float(rel_err.mean()),
+        p99_rel=float(np.percentile(rel_err, 99)),
+        top1_agreement=top1, violations=violations,
+        tolerance=asdict(tolerance), precision=precision,
+    )

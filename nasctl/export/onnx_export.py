@@ -1,0 +1,188 @@
+"""ONNX export: the dynamo exporter first, the TorchScript exporter as a recorded fallback,
+then a full checker pass, shape inference, optional simplification and metadata."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import tempfile
+import time
+import warnings
+from collections import Counter
+from contextlib import redirect_stdout
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from nasctl.atomic import write_bytes
+from nasctl.errors import NasctlError
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
+
+Exporter = Literal["auto", "dynamo", "torchscript"]
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 18
+# Ops a lean DARTS-network graph never needs: their presence means the export left debris.
+STRAY_OPS = frozenset({"Identity", "Dropout", "Constant"})
+
+
+class ExportError(NasctlError):
+    """Neither ONNX exporter could export the model, or the result failed its checks."""
+
+
+@dataclass
+class OnnxExport:
+    path: str
+    exporter: str
+    fallback_reason: str | None
+    opset: int
+    dynamic_batch: bool
+    input_name: str
+    output_name: str
+    input_shape: list[int | str]
+    simplifier: str | None
+    op_counts: dict[str, int]
+    stray_ops: dict[str, int]
+    metadata: dict[str, str]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_onnx(net: nn.Module, path: str | os.PathLike[str],
+                input_shape: tuple[int, int, int], *, opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = False, metadata: dict[str, str] | None = None,
+                exporter: Exporter = "auto", simplify: bool = True) -> OnnxExport:
+    """Export ``net`` (eval mode) to a single self-contained ONNX file at ``path``."""
+    import onnx
+
+    start = time.perf_counter()
+    net.eval()
+    caught: list[str] = []
+    fallback_reason = None
+    with tempfile.TemporaryDirectory(prefix="nasctl-onnx-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        if exporter in ("auto", "dynamo"):
+            try:
+                _export(net, raw, input_shape, opset, dynamic_batch, dynamo=True, caught=caught)
+                used = "dynamo"
+            except Exception as exc:  # the exporter raises many types; record and fall back
+                if exporter == "dynamo":
+                    raise ExportError(f"dynamo ONNX export failed: {_one_line(exc)}") from None
+                fallback_reason = f"dynamo exporter failed: {_one_line(exc)}"
+        if exporter == "torchscript" or fallback_reason is not None:
+            try:
+                _export(net, raw, input_shape, opset, dynamic_batch, dynamo=False, caught=caught)
+            except Exception as exc:
+                prefix = f"{fallback_reason}; " if fallback_reason else ""
+                raise ExportError(
+                    f"{prefix}TorchScript ONNX export failed: {_one_line(exc)}"
+                ) from None
+            used = "torchscript"
+        model = onnx.load(str(raw))
+    if used == "torchscript":
+        # The TorchScript exporter leaves Identity/Constant nodes; the dynamo exporter runs
+        # this same optimizer itself.
+        import onnxscript
+
+        model = onnxscript.optimizer.optimize(model)
+    model, simplifier = _simplify(model) if simplify else (model, None)
+    model = check_and_infer(model)
+    meta = dict(metadata or {})
+    meta["nasctl.exporter"] = used
+    set_metadata(model, meta)
+    write_bytes(path, model.SerializeToString())
+    shape: list[int | str] = ["batch" if dynamic_batch else 1, *input_shape]
+    ops = Counter(node.op_type for node in model.graph.node)
+    return OnnxExport(
+        path=os.fspath(path), exporter=used, fallback_reason=fallback_reason, opset=opset,
+        dynamic_batch=dynamic_batch, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+        input_shape=shape, simplifier=simplifier, op_counts=dict(ops),
+        stray_ops={op: n for op, n in ops.items() if op in STRAY_OPS}, metadata=meta,
+        seconds=round(time.perf_counter() - start, 2), warnings=sorted(set(caught)),
+    )
+
+
+def _export(net: nn.Module, path: Path, input_shape: tuple[int, int, int], opset: int,
+            dynamic_batch: bool, dynamo: bool, caught: list[str]) -> None:
+    import torch
+
+    # A batch of 2 for dynamic export: torch.export specializes a size-1 dimension.
+    example = torch.randn(2 if dynamic_batch else 1, *input_shape)
+    kwargs: dict[str, Any] = {}
+    if dynamic_batch and dynamo:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=65536)},)
+    elif dynamic_batch:
+        kwargs["dynamic_axes"] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    if dynamo:
+        kwargs["external_data"] = False
+    # Exporters print progress and warn freely; library code keeps stdout clean.
+    with warnings.catch_warnings(record=True) as records, redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        torch.onnx.export(net, (example,), str(path), dynamo=dynamo, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
+                          **kwargs)
+    caught.extend(_one_line(r.message) for r in records)
+
+
+def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Full checker pass, then strict shape inference (every tensor gets a shape)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                 data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"exported ONNX model failed its checks: {_one_line(exc)}") from None
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace any earlier entries with the same keys; keys sorted for stable files."""
+    import onnx
+
+    current = {p.key: p.value for p in model.metadata_props}
+    current.update({k: str(v) for k, v in metadata.items()})
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, dict(sorted(current.items())))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def simplifier_name() -> str | None:
+    """The graph simplifier that is installed, if any (onnxslim preferred)."""
+    for name in ("onnxslim", "onnxsim"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
+    name = simplifier_name()
+    if name == "onnxslim":
+        import onnxslim
+
+        return onnxslim.slim(model), name
+    if name == "onnxsim":
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model)
+        return (simplified, name) if ok else (model, None)
+    return model, None
+
+
+def _one_line(exc: object) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:300]
