@@ -36,8 +36,9 @@ app = _App(
     add_completion=False,
 )
 
+from nasctl.cli import export as _export  # noqa: E402
 from nasctl.cli import genotypes as _genotypes  # noqa: E402
 from nasctl.cli import validate as _validate  # noqa: E402
 
-for _module in (_genotypes, _validate):
+for _module in (_genotypes, _validate, _export):
     _module.register(app)
