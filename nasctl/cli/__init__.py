@@ -23,6 +23,9 @@ class _App(typer.Typer):
         except NasctlError as exc:
             print(f"nasctl: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except OSError as exc:  # permissions, a full disk, a vanished folder: not a bug
+            print(f"nasctl: error: {exc}", file=sys.stderr)
+            sys.exit(2)
         except KeyboardInterrupt:
             print("nasctl: interrupted", file=sys.stderr)
             sys.exit(130)
@@ -38,7 +41,8 @@ app = _App(
 
 from nasctl.cli import export as _export  # noqa: E402
 from nasctl.cli import genotypes as _genotypes  # noqa: E402
+from nasctl.cli import train as _train  # noqa: E402
 from nasctl.cli import validate as _validate  # noqa: E402
 
-for _module in (_genotypes, _validate, _export):
+for _module in (_genotypes, _validate, _train, _export):
     _module.register(app)

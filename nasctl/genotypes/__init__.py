@@ -24,7 +24,7 @@ from nasctl.genotypes.zoo import PaperCard, is_zoo_name, paper_card, zoo_genotyp
 def load_genotype(path_or_name: str | os.PathLike[str]) -> Genotype:
     """Load a genotype file, or a zoo genotype by name (``"DARTS_V2"``)."""
     text = os.fspath(path_or_name)
-    if Path(text).exists():
+    if len(text) < 4096 and Path(text).exists():
         return read_genotype(text)
     if is_zoo_name(text):
         return zoo_genotype(text)

@@ -15,12 +15,11 @@ from nasctl.genotypes.zoo import is_zoo_name, zoo_genotype, zoo_names
 
 def read_any(source: str, name: str | None = None) -> Genotype:
     """Parse ``source`` as a zoo name, a file of any supported format, or a string."""
-    path = Path(source)
-    if path.exists():
-        return _read_file(path, name)
+    stripped = source.strip()
+    if not stripped.startswith(("Genotype(", "{")) and Path(source).exists():
+        return _read_file(Path(source), name)
     if is_zoo_name(source):
         return zoo_genotype(source)
-    stripped = source.strip()
     if stripped.startswith(("Genotype(", "{")):
         try:
             return parse_genotype_string(stripped, name)
@@ -45,10 +44,10 @@ def _read_file(path: Path, name: str | None) -> Genotype:
         doc = json.loads(text)
     except json.JSONDecodeError:
         doc = None
-    if isinstance(doc, dict) and ("format" in doc or "cells" in doc):
-        return read_genotype(path)  # a nasctl file, or one whose header says what is wrong
-    if doc is None and text.lstrip().startswith(("{", "[")):
-        return read_genotype(path)  # broken JSON: report where
+    nasctl_like = isinstance(doc, dict) and ("format" in doc or "cells" in doc)
+    broken_json = doc is None and text.lstrip().startswith(("{", "["))
+    if nasctl_like or broken_json or isinstance(doc, list | int | float | str):
+        return read_genotype(path)  # reads it, or says precisely what is wrong
     try:
         if isinstance(doc, dict) and any("/op_" in str(k) for k in doc):
             return from_nni(doc, name or path.name.split(".")[0])
