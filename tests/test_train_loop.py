@@ -1,0 +1,126 @@
+"""The training loop on tiny real networks: checkpoints, exact resume, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nasctl.cli import app
+from nasctl.errors import NasctlError, TrainingDiverged
+from nasctl.runs import load_checkpoint
+from nasctl.train import load_model, resolve_config, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"channels": 4, "layers": 3, "batch_size": 8, "epochs": 2, "steps_per_epoch": 3,
+        "eval_batches": 2, "deterministic": True, "log_every": 2}
+TIMING = {"time_s", "images_per_s"}
+
+
+def _tiny(**extra: object):
+    return resolve_config("digits", overrides={**TINY, **extra})[0]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _metrics(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
+    cfg = _tiny()
+    full = train("DARTS_V2", cfg, tmp_path / "full", recipe="digits")
+
+    def stop_after_first_epoch(event: dict) -> None:
+        if event["event"] == "epoch" and event["epoch"] == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train("DARTS_V2", cfg, tmp_path / "cut", recipe="digits",
+              on_event=stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    # continue through the CLI, as a user would
+    result = CliRunner().invoke(app, ["train", "--resume", "--out", str(tmp_path / "cut"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["resumed_from_epoch"] == 1
+
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                      strict=True):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert a["scheduler"] == b["scheduler"]
+    assert _metrics(tmp_path / "full") == _metrics(tmp_path / "cut")
+    assert full.final["test_top1"] == b["metrics"]["test_top1"]
+
+
+def test_checkpoint_layout_and_schedules(tmp_path: Path) -> None:
+    cfg = _tiny(drop_path=0.2, epochs=2)
+    train("DARTS_V2", cfg, tmp_path / "run", recipe="digits")
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    for key in ("model", "genotype", "network", "optimizer", "scheduler", "epoch", "rng",
+                "config", "metrics", "best"):
+        assert key in ckpt
+    assert ckpt["network"] == {"dataset": "digits", "C": 4, "layers": 3, "num_classes": 10,
+                               "auxiliary": True, "drop_path_on": "edge"}
+    assert ckpt["genotype"]["name"] == "DARTS_V2"
+    records = _metrics(tmp_path / "run")
+    assert [r["drop_path"] for r in records] == [0.0, 0.1]  # ramped linearly per epoch
+    assert records[0]["lr"] == pytest.approx(cfg.lr)
+    assert records[1]["lr"] == pytest.approx(cfg.lr / 2)  # cosine over 2 epochs
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"] == "digits" and config["seed"] == 0
+    assert config["versions"]["torch"] == torch.__version__
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["best"]["epoch"] == best["epoch"]
+    # the runnable example loads it into plain PyTorch
+    net, _ = load_model(tmp_path / "run" / "last.pt")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "load_checkpoint.py"),
+                          str(tmp_path / "run" / "last.pt")], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    shown = json.loads(out.stdout)
+    from nasctl.data import get_dataset
+
+    test = get_dataset("digits", "test")
+    images = torch.stack([test[i][0] for i in range(32)])
+    with torch.no_grad():
+        assert shown["predictions"] == net(images).argmax(1).tolist()
+
+
+def test_existing_run_needs_resume_and_resume_keeps_settings(tmp_path: Path) -> None:
+    cfg = _tiny(epochs=1)
+    train("DARTS_V2", cfg, tmp_path / "run")
+    with pytest.raises(NasctlError, match="already holds a training run"):
+        train("DARTS_V2", cfg, tmp_path / "run")
+    with pytest.raises(NasctlError, match="cannot change lr"):
+        train(None, _tiny(epochs=1, lr=0.5), tmp_path / "run", resume=True)
+    with pytest.raises(NasctlError, match="different genotype"):
+        train("DARTS_V1", cfg, tmp_path / "run", resume=True)
+    with pytest.raises(NasctlError, match="nothing to resume"):
+        train(None, cfg, tmp_path / "empty", resume=True)
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    # epoch 1 trains normally; the schedule then multiplies the lr by 1e30
+    cfg = _tiny(epochs=3, lr_schedule="exponential", lr_gamma=1e30, grad_clip=0.0,
+                auxiliary_weight=0.0)
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 2"):
+        train("DARTS_V2", cfg, tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+    assert math.isfinite(ckpt["metrics"]["train_loss"])
