@@ -8,7 +8,8 @@ Parameters are the float initializers the compute ops read. Exporters fold each
 BatchNorm that follows a Conv into that Conv (2 x C affine parameters become a C-element
 bias), so ``params_unfolded`` adds the Conv biases back once more: for networks whose
 convolutions have no bias of their own (every DARTS-family network) it equals the
-PyTorch count of the unfolded model.
+PyTorch count of the unfolded model. (Not for untrained BatchNorms: an identity BN folds
+to an all-zero bias, which exporters drop.)
 """
 
 from __future__ import annotations

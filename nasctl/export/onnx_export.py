@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
 import os
+import re
+import sys
 import tempfile
 import time
 import warnings
 from collections import Counter
-from contextlib import redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,7 +79,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
             except Exception as exc:  # the exporter raises many types; record and fall back
                 if exporter == "dynamo":
                     raise ExportError(f"dynamo ONNX export failed: {_one_line(exc)}") from None
-                fallback_reason = f"dynamo exporter failed: {_one_line(exc)}"
+                fallback_reason = f"dynamo exporter failed: {_root_cause(exc)}"
         if exporter == "torchscript" or fallback_reason is not None:
             try:
                 _export(net, raw, input_shape, opset, dynamic_batch, dynamo=False, caught=caught)
@@ -122,13 +126,47 @@ def _export(net: nn.Module, path: Path, input_shape: tuple[int, int, int], opset
         kwargs["dynamic_axes"] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     if dynamo:
         kwargs["external_data"] = False
-    # Exporters print progress and warn freely; library code keeps stdout clean.
-    with warnings.catch_warnings(record=True) as records, redirect_stdout(io.StringIO()):
+    # Exporters print progress, log and warn freely; library code keeps the terminal clean
+    # (the warnings are kept in the result, the failure reason in the exception).
+    with warnings.catch_warnings(record=True) as records, _silenced(), _quiet_torch_logs():
         warnings.simplefilter("always")
         torch.onnx.export(net, (example,), str(path), dynamo=dynamo, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
                           **kwargs)
     caught.extend(_one_line(r.message) for r in records)
+
+
+@contextmanager
+def _silenced() -> Iterator[None]:
+    """Silence stdout and stderr, Python's and the file descriptors (the TorchScript
+    exporter prints its IR from C++ when it fails)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink, redirect_stdout(io.StringIO()), \
+                redirect_stderr(io.StringIO()):
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
+@contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -182,7 +220,19 @@ def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     return model, None
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the exception and of its deepest cause (the exporter wraps the
+    interesting error, e.g. a data-dependent branch, in a generic one)."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return f"{type(root).__name__}: {_one_line(root)}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _one_line(exc: object) -> str:
-    text = str(exc).strip()
+    text = _ANSI.sub("", str(exc)).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return first[:300]
