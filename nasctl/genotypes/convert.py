@@ -25,12 +25,20 @@ from nasctl.genotypes.genotype import (
     live_nodes,
     make_cell,
 )
-from nasctl.genotypes.spaces import CELL_NAMES, NUM_INPUTS
+from nasctl.genotypes.spaces import CELL_NAMES, DARTS_CELL, NUM_INPUTS
 
 # The exact namedtuple DARTS-family code defines (cnn/genotypes.py).
 DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")  # noqa: PYI024
 
 FAIRDARTS_STEPS = 4  # the official FairDARTS cell always has 4 intermediate nodes
+
+
+def _require_cells(genotype: Genotype, fmt: str) -> None:
+    if genotype.search_space != DARTS_CELL:
+        raise ConversionError(
+            f"the {fmt} format describes DARTS cells; a {genotype.search_space!r} genotype "
+            "has none (use the json format)"
+        )
 
 
 # --- DARTS 2-tuples -------------------------------------------------------------------
@@ -56,6 +64,7 @@ def from_darts(obj: Any, name: str | None = None) -> Genotype:
 
 def to_darts(genotype: Genotype) -> Any:
     """A namedtuple as DARTS-family code defines it. Needs exactly two inputs per node."""
+    _require_cells(genotype, "darts")
     out: dict[str, Any] = {}
     for cell_name in CELL_NAMES:
         cell = genotype.cells[cell_name]
@@ -89,6 +98,7 @@ def from_fairdarts(obj: Any, name: str | None = None) -> Genotype:
 
 
 def to_fairdarts(genotype: Genotype) -> Any:
+    _require_cells(genotype, "fairdarts")
     out: dict[str, Any] = {}
     for cell_name in CELL_NAMES:
         cell = genotype.cells[cell_name]
@@ -109,6 +119,7 @@ _NNI_CONCAT = re.compile(r"^(normal|reduce)/concat$")
 
 def to_nni(genotype: Genotype) -> dict[str, Any]:
     """Flat dict; a ``cell/concat`` key appears only where concat is not every live node."""
+    _require_cells(genotype, "nni")
     out: dict[str, Any] = {}
     for cell_name in CELL_NAMES:
         cell = genotype.cells[cell_name]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
 from nasctl.errors import GenotypeError
+from nasctl.genotypes.chain import CHAIN_CELL, MBCONV_CHAIN, chain_to_data, finalize_chain
 from nasctl.genotypes.spaces import CELL_NAMES, CELL_OPS, DARTS_CELL, NUM_INPUTS
 
 
@@ -144,6 +146,29 @@ def cell_to_data(cell: nx.MultiDiGraph) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class SpaceSpec:
+    """What a search space's genotype holds: its cells, how one is validated (and
+    normalised) in place, and how one becomes node-link data."""
+
+    cells: tuple[str, ...]
+    finalize: Callable[[nx.MultiDiGraph, str], nx.MultiDiGraph]
+    to_data: Callable[[nx.MultiDiGraph], dict[str, Any]]
+
+
+SPACES: dict[str, SpaceSpec] = {
+    DARTS_CELL: SpaceSpec(CELL_NAMES, finalize_cell, cell_to_data),
+    MBCONV_CHAIN: SpaceSpec((CHAIN_CELL,), finalize_chain, chain_to_data),
+}
+
+
+def space_spec(search_space: str) -> SpaceSpec:
+    try:
+        return SPACES[search_space]
+    except KeyError:
+        raise GenotypeError(f"unsupported search space {search_space!r}") from None
+
+
 @dataclass(eq=False)
 class Genotype:
     """A discretized architecture: named cells plus metadata (see docs/genotype-format.md)."""
@@ -154,16 +179,17 @@ class Genotype:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.search_space != DARTS_CELL:
-            raise GenotypeError(f"unsupported search space {self.search_space!r}")
-        for cell_name in CELL_NAMES:
+        spec = space_spec(self.search_space)
+        for cell_name in spec.cells:
             if cell_name not in self.cells:
                 raise GenotypeError(f"missing cell {cell_name!r}")
-        extra = set(self.cells) - set(CELL_NAMES)
+        extra = set(self.cells) - set(spec.cells)
         if extra:
-            raise GenotypeError(f"unknown cells {sorted(extra)}; expected normal and reduce")
-        for cell_name in CELL_NAMES:
-            finalize_cell(self.cells[cell_name], f"cell {cell_name!r}")
+            raise GenotypeError(
+                f"unknown cells {sorted(extra)}; expected {' and '.join(spec.cells)}"
+            )
+        for cell_name in spec.cells:
+            spec.finalize(self.cells[cell_name], f"cell {cell_name!r}")
 
     @property
     def normal(self) -> nx.MultiDiGraph:
@@ -174,7 +200,8 @@ class Genotype:
         return self.cells["reduce"]
 
     def cells_data(self) -> dict[str, Any]:
-        return {name: cell_to_data(self.cells[name]) for name in CELL_NAMES}
+        spec = space_spec(self.search_space)
+        return {name: spec.to_data(self.cells[name]) for name in spec.cells}
 
     def content_hash(self) -> str:
         """sha256 of the cells alone (not the name or provenance): same architecture, same hash."""

@@ -15,7 +15,8 @@ import networkx as nx
 
 from nasctl import __version__, atomic
 from nasctl.errors import GenotypeError
-from nasctl.genotypes.genotype import Genotype
+from nasctl.genotypes.chain import MBCONV_CHAIN, chain_from_data
+from nasctl.genotypes.genotype import Genotype, space_spec
 from nasctl.genotypes.spaces import CELL_NAMES, DARTS_CELL
 
 FORMAT = "nasctl-genotype"
@@ -45,12 +46,13 @@ def genotype_from_dict(doc: Any) -> Genotype:
             f"unsupported genotype version {version!r}; this nasctl reads version {VERSION}"
         )
     space = doc.get("search_space", DARTS_CELL)
-    if space != DARTS_CELL:
+    if not isinstance(space, str):
         raise GenotypeError(f"unsupported search space {space!r}")
+    spec = space_spec(space)
     cells = doc.get("cells")
     if not isinstance(cells, dict):
         raise GenotypeError('missing "cells" object')
-    for cell_name in CELL_NAMES:
+    for cell_name in spec.cells:
         if cell_name not in cells:
             raise GenotypeError(f"missing cell {cell_name!r}")
     name = doc.get("name")
@@ -59,7 +61,8 @@ def genotype_from_dict(doc: Any) -> Genotype:
     provenance = doc.get("provenance") or {}
     if not isinstance(provenance, dict):
         raise GenotypeError('"provenance" must be an object')
-    graphs = {cell_name: _cell_from_data(cells[cell_name], cell_name) for cell_name in cells}
+    read_cell = _READERS[space]
+    graphs = {cell_name: read_cell(cells[cell_name], cell_name) for cell_name in cells}
     return Genotype(cells=graphs, name=name, search_space=space, provenance=provenance)
 
 
@@ -106,6 +109,13 @@ def _cell_from_data(data: Any, cell_name: str) -> nx.MultiDiGraph:
     return graph
 
 
+def _chain_from_data(data: Any, cell_name: str) -> nx.MultiDiGraph:
+    return chain_from_data(data, f"cell {cell_name!r}")
+
+
+_READERS = {DARTS_CELL: _cell_from_data, MBCONV_CHAIN: _chain_from_data}
+
+
 def read_genotype(path: str | os.PathLike[str]) -> Genotype:
     """Read a ``*.genotype.json`` file; every problem is one GenotypeError naming the file."""
     p = Path(path)
@@ -149,6 +159,9 @@ def write_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
 def write_graphml(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
     """One GraphML file holding both cells, node ids prefixed with the cell name."""
     merged = nx.MultiDiGraph(name=genotype.name or "", search_space=genotype.search_space)
+    if genotype.search_space == MBCONV_CHAIN:
+        _merge_chain(merged, genotype)
+        return atomic.write_text(path, "\n".join(nx.generate_graphml(merged)) + "\n")
     for cell_name in CELL_NAMES:
         cell = genotype.cells[cell_name]
         concat = set(cell.graph["concat"])
@@ -159,3 +172,14 @@ def write_graphml(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
             merged.add_edge(f"{cell_name}:{src}", f"{cell_name}:{dst}", key=key, slot=key, **data)
     text = "\n".join(nx.generate_graphml(merged)) + "\n"
     return atomic.write_text(path, text)
+
+
+def _merge_chain(merged: nx.MultiDiGraph, genotype: Genotype) -> None:
+    """GraphML has no null: a skip layer's kernel and expansion are left out."""
+    for cell_name, cell in genotype.cells.items():
+        merged.graph.update(cell.graph)
+        for node, data in cell.nodes(data=True):
+            attrs = {k: v for k, v in data.items() if v is not None}
+            merged.add_node(f"{cell_name}:{node}", cell=cell_name, index=node, **attrs)
+        for src, dst in cell.edges():
+            merged.add_edge(f"{cell_name}:{src}", f"{cell_name}:{dst}")

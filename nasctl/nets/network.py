@@ -16,6 +16,7 @@ from torch import nn
 
 from nasctl.errors import NasctlError
 from nasctl.genotypes import Genotype, cell_inputs, live_nodes
+from nasctl.genotypes.spaces import DARTS_CELL
 from nasctl.nets.ops import FactorizedReduce, Identity, ReLUConvBN, drop_path, make_op
 
 DropPathOn = Literal["edge", "node"]
@@ -204,7 +205,7 @@ def build_network(
     drop_path: float = 0.0,
     num_classes: int | None = None,
     drop_path_on: DropPathOn | None = None,
-) -> DartsNetwork:
+) -> nn.Module:
     """Build the final network for ``genotype`` (a Genotype, a file or a zoo name).
 
     Defaults per dataset: CIFAR C=36, 20 cells; ImageNet C=48, 14 cells. ``drop_path`` is
@@ -217,6 +218,11 @@ def build_network(
 
         genotype = load_genotype(genotype)
     settings = dataset_settings(dataset)
+    if genotype.search_space != DARTS_CELL:  # the chain fixes its own widths and depth
+        from nasctl.nets.mbconv import build_mbconv_network
+
+        classes = num_classes if num_classes is not None else settings.num_classes
+        return build_mbconv_network(genotype, classes, drop_path=drop_path)
     if drop_path_on is None:
         drop_path_on = "node" if _is_fairdarts(genotype) else "edge"
     net = DartsNetwork(
