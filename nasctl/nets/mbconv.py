@@ -210,18 +210,12 @@ class MBConvNetwork(nn.Module):
 
 
 def _init_weights(net: nn.Module) -> None:
-    """ProxylessNAS's ``he_fout`` init for convs, uniform for the classifier. Skipped on
-    the meta device (shapes only; torch's meta ``normal_`` costs seconds to import)."""
+    """ProxylessNAS's ``he_fout`` init for convs (the classifier keeps torch's default).
+    Skipped on the meta device (shapes only; torch's meta ``normal_`` costs seconds)."""
     for m in net.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear) and m.weight.is_meta:
-            continue
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
             nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / math.sqrt(m.weight.size(1))
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
 
 
 def build_mbconv_network(genotype: Genotype, num_classes: int, drop_path: float = 0.0,
