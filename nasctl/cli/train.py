@@ -73,6 +73,8 @@ def train_cmd(
 
     Under `torchrun --nproc-per-node N -m nasctl train ...` it trains with DDP."""
     from nasctl.genotypes.sources import read_any
+
+    geno = read_any(genotype) if genotype is not None else None  # torch-free: fails fast
     from nasctl.train import parse_assignments, resolve_config, resume_config, train
 
     given = {
@@ -94,7 +96,6 @@ def train_cmd(
         if genotype is None:
             raise NasctlError("name a genotype to train (file, zoo name or string), or --resume")
         cfg, recipe_name = resolve_config(recipe, config, overrides)
-    geno = read_any(genotype) if genotype is not None else None
     main = int(os.environ.get("RANK", "0")) == 0
     if as_json or not main:
         result = train(geno, cfg, out, resume=resume, recipe=recipe_name)

@@ -67,7 +67,7 @@ def resume_config(run_dir: str | os.PathLike[str], overrides: dict[str, Any]) ->
     """The saved config of a run, with runtime-only overrides (device, data_dir, ...).
 
     Changing anything that alters the numbers would not be a resumption, so it is refused."""
-    ckpt = read_checkpoint(_last(run_dir))
+    ckpt = read_checkpoint(_resumable(run_dir))
     saved = config_from_dict(ckpt["config"])
     changed = {
         k: v for k, v in overrides.items() if k not in RUNTIME_FIELDS and getattr(saved, k) != v
@@ -258,11 +258,16 @@ def _last(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / "last.pt"
 
 
+def _resumable(run_dir: str | os.PathLike[str]) -> Path:
+    path = _last(run_dir)
+    if not path.exists():
+        raise CheckpointError(f"{run_dir}: nothing to resume (no last.pt)")
+    return path
+
+
 def _prepare_resume(out: Path, cfg: TrainConfig,
                     genotype: Genotype | str | None) -> dict[str, Any]:
-    path = _last(out)
-    if not path.exists():
-        raise CheckpointError(f"{out}: nothing to resume (no last.pt)")
+    path = _resumable(out)
     ckpt = read_checkpoint(path)
     saved = config_from_dict(ckpt["config"])
     changed = [k for k, v in cfg.to_dict().items()
