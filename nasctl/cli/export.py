@@ -130,6 +130,12 @@ def export_cmd(
         raise typer.Exit(1)
 
 
+def _table_width() -> int:
+    """The terminal's width, or a wide page when stdout is a file or a pipe (rich would
+    squeeze the table into 80 columns)."""
+    return console.width if console.is_terminal else 140
+
+
 def _status(cell: dict[str, Any], detail: str = "") -> str:
     status = cell["status"]
     text = f"[{_STYLE.get(status, 'white')}]{status}[/]"
@@ -154,7 +160,7 @@ def _print_export(report: dict[str, Any], out: Path) -> None:
                if latency["status"] == "pass" else _status(latency))
         table.add_row(row["runtime"], row.get("device") or "", row["precision"],
                       _status(row["exported"]), _status(parity), err, top1, lat)
-    console.print(table)
+    console.print(table, width=_table_width())
     if onnx["status"] == "pass":
         note = f" (fallback: {onnx['fallback_reason']})" if onnx["fallback_reason"] else ""
         console.print(f"ONNX: {onnx['path']}, opset {onnx['opset']}, "
@@ -254,7 +260,7 @@ def bench_cmd(
         table.add_row(r["runtime"], r["device"], r["precision"], str(r["batch"]),
                       f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
                       f"{r['throughput']:.1f}", str(r["runs"]))
-    console.print(table)
+    console.print(table, width=_table_width())
     host = result["host"]
     console.print(f"host: {host['cpu']} ({host['logical_cpus']} CPUs), GPU: "
                   f"{(host['gpu'] or {}).get('name', 'none')}, threads: {host['threads']}")

@@ -166,7 +166,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
 
     calibration = None
     if settings.precision == "int8":
-        calibration = _setup_int8(config, profile, settings, calibration_images)
+        calibration = _setup_int8(builder, network, config, settings, calibration_images)
 
     timing_cache_path = Path(settings.timing_cache) if settings.timing_cache else None
     cache_bytes = timing_cache_path.read_bytes() if timing_cache_path and \
@@ -235,30 +235,40 @@ def _profile(builder: trt.Builder, network: trt.INetworkDefinition,
     return profile, shapes
 
 
-def _setup_int8(config: trt.IBuilderConfig, profile: trt.IOptimizationProfile,
-                settings: EngineSettings, images: np.ndarray | None) -> str:
+def _setup_int8(builder: trt.Builder, network: trt.INetworkDefinition,
+                config: trt.IBuilderConfig, settings: EngineSettings,
+                images: np.ndarray | None) -> str:
+    """INT8 with entropy calibration. In explicit-batch networks the calibrator reports a
+    batch size of 1 and each get_batch() fills the input at the calibration profile's
+    shape: the network's own batch when it is static, ``calib_batch`` when it is dynamic."""
     import tensorrt as trt
 
+    tensor = network.get_input(0)
+    dims = dims_list(tensor.shape)
+    per_call = dims[0] if dims[0] > 0 else settings.calib_batch
     cache = Path(settings.calib_cache) if settings.calib_cache else None
     reused = cache is not None and cache.exists()
-    if not reused and (images is None or len(images) < settings.calib_batch):
+    if not reused and (images is None or len(images) < per_call):
         raise EngineBuildError(
-            f"INT8 needs at least {settings.calib_batch} calibration images (--calib-data) "
+            f"INT8 needs at least {per_call} calibration images (--calib-data) "
             "or an existing calibration cache"
         )
     config.set_flag(trt.BuilderFlag.INT8)
-    config.int8_calibrator = entropy_calibrator(images, settings.calib_batch, cache)
-    config.set_calibration_profile(profile)
+    config.int8_calibrator = entropy_calibrator(images, per_call, cache)
+    calib_profile = builder.create_optimization_profile()
+    shape = trt.Dims([per_call, *dims[1:]])
+    calib_profile.set_shape(tensor.name, shape, shape, shape)
+    config.set_calibration_profile(calib_profile)
     if reused:
         return f"reused calibration cache {cache}"
     assert images is not None
-    used = len(images) // settings.calib_batch * settings.calib_batch
+    used = len(images) // per_call * per_call
     return f"entropy calibration on {used} images from {settings.calib_source or 'memory'}"
 
 
 def entropy_calibrator(images: np.ndarray | None, batch: int,
                        cache: Path | None) -> trt.IInt8EntropyCalibrator2:
-    """An IInt8EntropyCalibrator2 that feeds ``images`` batch by batch from one CUDA
+    """An IInt8EntropyCalibrator2 that feeds ``images`` ``batch`` at a time from one CUDA
     buffer and reads/writes the calibration cache at ``cache``."""
     import tensorrt as trt
     import torch
@@ -270,7 +280,7 @@ def entropy_calibrator(images: np.ndarray | None, batch: int,
             self._device: torch.Tensor | None = None
 
         def get_batch_size(self) -> int:
-            return batch
+            return 1  # explicit batch: the batch is part of the input shape
 
         def get_batch(self, names: list[str]) -> list[int]:
             if images is None or self._cursor + batch > len(images):
