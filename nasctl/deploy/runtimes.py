@@ -9,6 +9,7 @@ are missing) raises BackendUnavailable from ``load``.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -110,11 +111,12 @@ class TorchRuntime(Runtime):
             raise BackendUnavailable(f"{self.name}: needs the PyTorch model, not an exported file")
         if self.device == "cpu" and self.threads:
             torch.set_num_threads(self.threads)
-        net = artifacts.net.eval().to(self.device)
-        if self.precision == "fp16":
-            import copy
-
-            net = copy.deepcopy(net).half()
+        net = artifacts.net.eval()
+        if self.device != "cpu" or self.precision != "fp32":
+            # a private copy: the shared network stays an fp32 CPU reference
+            net = copy.deepcopy(net).to(self.device)
+            if self.precision == "fp16":
+                net = net.half()
         self._net = net
 
     def _tensor(self, inputs: np.ndarray) -> Any:
