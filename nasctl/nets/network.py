@@ -7,6 +7,7 @@ official ones and official state_dicts load.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -197,7 +198,7 @@ class DartsNetwork(nn.Module):
 
 
 def build_network(
-    genotype: Genotype | str,
+    genotype: Genotype | str | os.PathLike[str],
     dataset: str = "cifar10",
     C: int | None = None,  # noqa: N803 - the papers' name for the initial channel count
     layers: int | None = None,
@@ -213,7 +214,7 @@ def build_network(
     "node" for FairDARTS genotypes (the official FairDARTS network drops each node's sum)
     and "edge" otherwise (DARTS drops each non-identity edge).
     """
-    if isinstance(genotype, str):
+    if isinstance(genotype, str | os.PathLike):
         from nasctl.genotypes import load_genotype
 
         genotype = load_genotype(genotype)
