@@ -113,11 +113,11 @@ def chain_genotype(layout: ChainLayout, ops: list[str], name: str | None = None,
                     provenance=dict(provenance or {}))
 
 
-def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
-             act: bool = True) -> nn.Sequential:
+def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
+             act: bool = True, affine: bool = True) -> nn.Sequential:
     layers: list[tuple[str, nn.Module]] = [
         ("conv", nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)),
-        ("bn", nn.BatchNorm2d(c_out, eps=BN_EPS)),
+        ("bn", nn.BatchNorm2d(c_out, eps=BN_EPS, affine=affine)),
     ]
     if act:
         layers.append(("act", nn.ReLU6(inplace=False)))
@@ -126,14 +126,18 @@ def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 
 
 class MBConv(nn.Module):
     """Inverted residual body: 1x1 expand (absent at expansion 1), kxk depthwise (carries
-    the stride), 1x1 linear projection. No shortcut here: the block adds it."""
+    the stride), 1x1 linear projection. No shortcut here: the block adds it. The search
+    network uses ``affine=False`` BatchNorms, as DARTS-family supernets do."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expansion: int) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expansion: int,
+                 affine: bool = True) -> None:
         super().__init__()
         mid = round(c_in * expansion)
-        self.inverted_bottleneck = _conv_bn(c_in, mid, 1) if expansion != 1 else None
-        self.depth_conv = _conv_bn(mid, mid, kernel, stride, groups=mid)
-        self.point_linear = _conv_bn(mid, c_out, 1, act=False)
+        self.inverted_bottleneck = (
+            conv_bn(c_in, mid, 1, affine=affine) if expansion != 1 else None
+        )
+        self.depth_conv = conv_bn(mid, mid, kernel, stride, groups=mid, affine=affine)
+        self.point_linear = conv_bn(mid, c_out, 1, act=False, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inverted_bottleneck is not None:
@@ -150,17 +154,33 @@ def mbconv_macs(c_in: int, c_out: int, kernel: int, expansion: int, stride: int,
     return expand + out_h * out_w * mid * (kernel * kernel + c_out)
 
 
+def chain_macs(chain: nx.MultiDiGraph, resolution: int, num_classes: int) -> int:
+    """Conv+FC MACs of a chain's network at ``resolution`` x ``resolution`` (what
+    count_macs measures, computed from the shapes alone)."""
+    size = (resolution - 1) // 2 + 1
+    stem = chain.graph["stem_channels"]
+    total = size * size * stem * 3 * 9
+    for layer in chain_layers(chain):
+        if layer["op"] != SKIP:
+            total += mbconv_macs(layer["in_channels"], layer["out_channels"], layer["kernel"],
+                                 layer["expansion"], layer["stride"], size, size)
+        size = (size - 1) // layer["stride"] + 1
+    head = chain.graph["head_channels"]
+    last = chain_layers(chain)[-1]["out_channels"]
+    return total + size * size * last * head + head * num_classes
+
+
 class MBConvBlock(nn.Module):
     """One chain layer: an MBConv (``mobile_inverted_conv``, None for skip) plus the identity
     shortcut wherever stride is 1 and the widths match. ``skip`` is the shortcut alone."""
 
     def __init__(self, op: str, c_in: int, c_out: int, stride: int, kernel: int | None,
-                 expansion: int | None) -> None:
+                 expansion: int | None, affine: bool = True) -> None:
         super().__init__()
         self.op_name = op
         self.mobile_inverted_conv = (
             None if op == SKIP or kernel is None or expansion is None
-            else MBConv(c_in, c_out, kernel, stride, expansion)
+            else MBConv(c_in, c_out, kernel, stride, expansion, affine)
         )
         self.has_shortcut = stride == 1 and c_in == c_out
 
@@ -186,14 +206,14 @@ class MBConvNetwork(nn.Module):
         layers = chain_layers(chain)
         stem, head = chain.graph["stem_channels"], chain.graph["head_channels"]
         self.drop_path_prob = 0.0
-        self.first_conv = _conv_bn(3, stem, 3, stride=2)
+        self.first_conv = conv_bn(3, stem, 3, stride=2)
         self.blocks = nn.ModuleList(
             MBConvBlock(layer["op"], layer["in_channels"], layer["out_channels"],
                         layer["stride"], layer["kernel"], layer["expansion"])
             for layer in layers
         )
         self.op_names = [layer["op"] for layer in layers]
-        self.feature_mix_layer = _conv_bn(layers[-1]["out_channels"], head, 1)
+        self.feature_mix_layer = conv_bn(layers[-1]["out_channels"], head, 1)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
         self.classifier = nn.Sequential(OrderedDict([("linear", nn.Linear(head, num_classes))]))

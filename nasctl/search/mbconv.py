@@ -1,0 +1,173 @@
+"""The ``mbconv`` search space's supernet: FairDARTS's MobileNetV2-like ImageNet space.
+
+A fixed chain (stem, an expansion-1 MBConv, then the searchable layers of a
+:class:`~nasctl.nets.mbconv.ChainLayout`, head conv, classifier). Each searchable layer
+mixes all its candidates, ``out = sum_c w_c * candidate_c(x)``, where a candidate is a
+whole layer (an MBConv of kernel 3/5/7 and expansion 3/6, plus its identity shortcut where
+the shape is kept) or ``skip`` (the identity, only where the shape is kept). ``w`` comes
+from the method's activation of the layer's alphas (sigmoid for FairDARTS, softmax for
+DARTS); FairDARTS's zero-one loss works unchanged on :meth:`arch_parameters`.
+
+Discretization keeps each layer's strongest candidate (skip where skip wins). A MAC budget
+adds ``weight * (E[MACs] / target - 1)^2``, where ``E[MACs]`` is the fixed layers' MACs plus,
+per layer, each candidate's MACs weighted by its normalized weight ``w_c / sum(w)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nasctl.genotypes import Genotype
+from nasctl.genotypes.chain import SKIP, mbconv_op, parse_op
+from nasctl.nets.mbconv import (
+    ChainLayout,
+    LayerSlot,
+    MBConvBlock,
+    chain_genotype,
+    conv_bn,
+    mbconv_macs,
+    searchable_slots,
+)
+
+SEARCH_KERNELS: tuple[int, ...] = (3, 5, 7)
+SEARCH_EXPANSIONS: tuple[int, ...] = (3, 6)
+
+
+def layer_choices(slot: LayerSlot, kernels: Sequence[int] = SEARCH_KERNELS,
+                  expansions: Sequence[int] = SEARCH_EXPANSIONS) -> list[str]:
+    """The candidates of one layer: every kernel x expansion, plus skip where allowed."""
+    ops = [mbconv_op(k, e) for k in kernels for e in expansions]
+    return ops + [SKIP] if slot.allows_skip else ops
+
+
+class MixedLayer(nn.Module):
+    """All candidates of one searchable layer (non-affine BatchNorms)."""
+
+    def __init__(self, slot: LayerSlot, choices: Sequence[str]) -> None:
+        super().__init__()
+        self.slot = slot
+        self.op_names = list(choices)
+        self._ops = nn.ModuleList()
+        for op in choices:
+            kernel, expansion = parse_op(op) or (None, None)
+            self._ops.append(MBConvBlock(op, slot.in_channels, slot.out_channels, slot.stride,
+                                         kernel, expansion, affine=False))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for w, op in zip(weights.unbind(0), self._ops, strict=True):
+            y = op(x)
+            total = y * w if total is None else torch.addcmul(total, y, w)
+        assert total is not None
+        return total
+
+
+@dataclass(frozen=True)
+class MacBudget:
+    """``--macs-target``: aim E[MACs] of the network at ``resolution`` with
+    ``num_classes`` outputs (default: the ImageNet network) at ``target``."""
+
+    target: float
+    weight: float = 1.0
+    resolution: int = 224
+    num_classes: int = 1000
+
+
+class MBConvSupernet(nn.Module):
+    """The search network. ``activation`` maps one layer's alphas to mixture weights."""
+
+    def __init__(self, layout: ChainLayout, activation: Callable[[torch.Tensor], torch.Tensor],
+                 num_classes: int, alpha_init: float = 0.0,
+                 kernels: Sequence[int] = SEARCH_KERNELS,
+                 expansions: Sequence[int] = SEARCH_EXPANSIONS) -> None:
+        super().__init__()
+        self.layout = layout
+        self.activation = activation
+        self.num_classes = num_classes
+        self.first_conv = conv_bn(3, layout.stem, 3, stride=2)
+        self.first_block = MBConvBlock(mbconv_op(3, 1), layout.stem, layout.first, 1, 3, 1)
+        self.slots = searchable_slots(layout)
+        self.layers = nn.ModuleList(
+            MixedLayer(s, layer_choices(s, kernels, expansions)) for s in self.slots
+        )
+        last = self.slots[-1].out_channels if self.slots else layout.first
+        self.feature_mix_layer = conv_bn(last, layout.head, 1)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(layout.head, num_classes)
+        self.alphas = nn.ParameterList(
+            nn.Parameter(torch.full((len(layer.op_names),), float(alpha_init)))
+            for layer in self.layers
+        )
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas)
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        arch = {id(a) for a in self.alphas}
+        return (p for p in self.parameters() if id(p) not in arch)
+
+    def arch_weights(self) -> list[torch.Tensor]:
+        return [self.activation(a) for a in self.alphas]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_block(self.first_conv(x))
+        for layer, w in zip(self.layers, self.arch_weights(), strict=True):
+            x = layer(x, w)
+        x = self.global_pooling(self.feature_mix_layer(x)).flatten(1)
+        return self.classifier(x)
+
+    # --- MACs -------------------------------------------------------------------------
+
+    def choice_macs(self, resolution: int) -> list[list[int]]:
+        """Per searchable layer, each candidate's conv MACs at ``resolution``."""
+        size = (resolution - 1) // 2 + 1  # after the stem (the first layer keeps the size)
+        table = []
+        for layer in self.layers:
+            s = layer.slot
+            row = []
+            for op in layer.op_names:
+                choice = parse_op(op)
+                row.append(0 if choice is None else mbconv_macs(
+                    s.in_channels, s.out_channels, choice[0], choice[1], s.stride, size, size))
+            table.append(row)
+            size = (size - 1) // s.stride + 1
+        return table
+
+    def fixed_macs(self, resolution: int, num_classes: int) -> int:
+        """MACs of the layers every architecture shares (stem, first layer, head)."""
+        size = (resolution - 1) // 2 + 1
+        stem, first = self.layout.stem, self.layout.first
+        total = size * size * stem * 27 + mbconv_macs(stem, first, 3, 1, 1, size, size)
+        for s in self.slots:
+            size = (size - 1) // s.stride + 1
+        last = self.slots[-1].out_channels if self.slots else first
+        return total + size * size * last * self.layout.head + self.layout.head * num_classes
+
+    def expected_macs(self, resolution: int = 224, num_classes: int = 1000) -> torch.Tensor:
+        """Differentiable E[MACs]: each layer's candidates weighted by w_c / sum(w)."""
+        device = self.alphas[0].device if len(self.alphas) else None
+        total = torch.tensor(float(self.fixed_macs(resolution, num_classes)), device=device)
+        for w, row in zip(self.arch_weights(), self.choice_macs(resolution), strict=True):
+            macs = torch.tensor(row, dtype=w.dtype, device=w.device)
+            total = total + (w / w.sum() * macs).sum()
+        return total
+
+    def macs_penalty(self, budget: MacBudget) -> torch.Tensor:
+        expected = self.expected_macs(budget.resolution, budget.num_classes)
+        return budget.weight * (expected / budget.target - 1.0).pow(2)
+
+    # --- discretization ---------------------------------------------------------------
+
+    def strongest_ops(self) -> list[str]:
+        """Each layer's candidate with the largest weight (ties: the earlier candidate)."""
+        with torch.no_grad():
+            return [layer.op_names[int(torch.argmax(w))]
+                    for layer, w in zip(self.layers, self.arch_weights(), strict=True)]
+
+    def discretize(self, name: str | None = None,
+                   provenance: dict[str, object] | None = None) -> Genotype:
+        return chain_genotype(self.layout, self.strongest_ops(), name, provenance)

@@ -1,0 +1,115 @@
+"""The mbconv supernet: mixture forward, FairDARTS zero-one loss, the differentiable MAC
+budget, discretization by the strongest choice, and a two-step search on digits whose
+chain genotype the rest of nasctl accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from nasctl.cli import app
+from nasctl.genotypes import read_genotype
+from nasctl.nets import build_network
+from nasctl.nets.counting import count_macs
+from nasctl.nets.mbconv import ChainLayout, chain_macs
+from nasctl.search.mbconv import MacBudget, MBConvSupernet
+from nasctl.search.mbconv_search import MBConvSearchConfig, search_mbconv
+from nasctl.search.methods import get_method
+
+# 5 searchable layers: 8->8 s2, 8->8, 8->16 s2, 16->16, 16->24 (skip allowed at 1 and 3)
+TINY = ChainLayout(stem=8, first=8, stages=((8, 2, 2), (16, 2, 2), (24, 1, 1)), head=32)
+
+
+def _net(activation=torch.sigmoid) -> MBConvSupernet:
+    torch.manual_seed(0)
+    return MBConvSupernet(TINY, activation, num_classes=10)
+
+
+def test_candidates_and_forward() -> None:
+    net = _net()
+    assert [len(layer.op_names) for layer in net.layers] == [6, 7, 6, 7, 6]
+    assert net.layers[1].op_names[-1] == "skip"
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    arch = {id(p) for p in net.arch_parameters()}
+    assert not arch & {id(p) for p in net.weight_parameters()}
+
+
+def test_expected_macs_is_exact_for_one_hot_weights() -> None:
+    net = _net(activation=lambda a: a)  # weights = alphas, so one-hot alphas pick a layer
+    with torch.no_grad():
+        for alpha, pick in zip(net.alphas, [1, 6, 5, 2, 3], strict=True):
+            alpha.zero_()
+            alpha[pick] = 1.0
+    g = net.discretize()
+    assert g.cells["chain"].nodes[2]["op"] == "skip"  # chain node = searchable layer + 1
+    expected = net.expected_macs(resolution=64, num_classes=10).item()
+    assert expected == chain_macs(g.cells["chain"], 64, 10)
+    counted = count_macs(build_network(g, dataset="digits"), 64).convfc
+    assert counted == chain_macs(g.cells["chain"], 64, 10)
+
+
+def test_mac_penalty_pulls_expected_macs_towards_the_target() -> None:
+    net = _net()
+    start = net.expected_macs().item()
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.1)
+    for _ in range(20):
+        opt.zero_grad()
+        net.macs_penalty(MacBudget(target=0.5 * start, weight=1.0)).backward()
+        opt.step()
+    assert net.expected_macs().item() < 0.95 * start
+    # cheaper choices won: expansion 3 and skips rather than expansion 6
+    assert all(op.endswith("_e3") or op == "skip" for op in net.strongest_ops())
+
+
+def test_fairdarts_zero_one_loss_pushes_weights_away_from_half() -> None:
+    net = _net()
+    method = get_method("fairdarts")
+    with torch.no_grad():
+        for alpha in net.alphas:
+            alpha.normal_(0, 0.1)
+    before = torch.cat([w.flatten() for w in net.arch_weights()])
+    reg = method.regularizer(net)  # type: ignore[arg-type]
+    assert reg is not None
+    reg.backward()
+    with torch.no_grad():
+        for alpha in net.alphas:
+            alpha -= 10.0 * alpha.grad
+    after = torch.cat([w.flatten() for w in net.arch_weights()])
+    assert ((after - 0.5).abs() > (before - 0.5).abs()).all()
+
+
+def test_discretization_keeps_the_strongest_choice_and_skip_where_it_wins() -> None:
+    net = _net()
+    with torch.no_grad():
+        net.alphas[0][4] = 2.0  # mbconv_k7_e3
+        net.alphas[3][-1] = 2.0  # skip
+    g = net.discretize(name="picked")
+    layers = [g.cells["chain"].nodes[n]["op"] for n in sorted(g.cells["chain"].nodes)]
+    assert layers[0] == "mbconv_k3_e1"  # the fixed first layer
+    assert layers[1] == "mbconv_k7_e3" and layers[4] == "skip"
+    assert layers[2] == "mbconv_k3_e3"  # all equal: the first candidate
+
+
+def test_two_step_search_writes_a_chain_that_validate_and_build_accept(tmp_path: Path) -> None:
+    cfg = MBConvSearchConfig(layout=TINY, epochs=1, batch_size=8, steps_per_epoch=2,
+                             macs_target=2e6, macs_resolution=32, macs_classes=10,
+                             device="cpu")
+    events: list[dict] = []
+    result = search_mbconv(cfg, tmp_path / "run", events.append)
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
+    genotype = read_genotype(tmp_path / "run" / "genotype.json")
+    assert genotype.search_space == "mbconv-chain"
+    assert genotype.provenance["method"] == "fairdarts"
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["macs"] == result.macs == chain_macs(genotype.cells["chain"], 32, 10)
+    assert report["macs_vs_target"] == result.macs / 2e6
+    assert len(report["weights"]) == 5
+    net = build_network(genotype, dataset="digits")
+    assert count_macs(net, 32).convfc == result.macs
+    out = CliRunner().invoke(app, ["validate", str(tmp_path / "run" / "genotype.json"),
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)[0]["macs"] == result.macs
