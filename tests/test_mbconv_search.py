@@ -99,7 +99,10 @@ def test_two_step_search_writes_a_chain_that_validate_and_build_accept(tmp_path:
                              device="cpu")
     events: list[dict] = []
     result = search_mbconv(cfg, tmp_path / "run", events.append)
-    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start", "step", "step", "epoch", "done"]
+    assert {"weight_loss", "arch_loss"} <= set(events[1]) and "arch_acc" in events[3]
+    assert "MACs against the 2.0M target" in result.notes[0]
     genotype = read_genotype(tmp_path / "run" / "genotype.json")
     assert genotype.search_space == "mbconv-chain"
     assert genotype.provenance["method"] == "fairdarts"

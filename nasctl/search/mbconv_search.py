@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,9 +56,15 @@ class MBConvSearchConfig:
 
 @dataclass(frozen=True)
 class MBConvSearchResult:
+    """Field names as the shared loop's result, so one CLI can print either."""
+
+    run_dir: Path
     genotype: Genotype
+    epochs_run: int
     macs: int  # the found architecture at macs_resolution / macs_classes
     report: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def search_mbconv(cfg: MBConvSearchConfig, out: str | os.PathLike[str],
@@ -99,18 +106,20 @@ def search_mbconv(cfg: MBConvSearchConfig, out: str | os.PathLike[str],
     run = RunDir(out)
     run.write_config({"space": "mbconv", **asdict(cfg), "epochs": epochs, "batch_size": batch,
                       "layout": asdict(layout), "method_options": method.options()})
-    emit({"event": "start", "epochs": epochs, "steps_per_epoch": steps, "device": str(device)})
+    # Events follow the shared search loop's schema (start/step/epoch/done).
+    emit({"event": "start", "epoch": 0, "epochs": epochs, "steps": steps, "device": str(device)})
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
-        sums = {"loss": 0.0, "arch_loss": 0.0}
+        sums = dict.fromkeys(("weight_loss", "arch_loss", "weight_acc", "arch_acc"), 0.0)
         batches = zip(weight_loader, arch_loader, strict=False)  # halves may differ by one
         for step, ((xw, yw), (xa, ya)) in enumerate(batches):
             if step >= steps:
                 break
             xa, ya, xw, yw = (t.to(device) for t in (xa, ya, xw, yw))
             a_opt.zero_grad(set_to_none=True)
-            arch_loss = criterion(model(xa), ya)
+            logits_a = model(xa)
+            arch_loss = criterion(logits_a, ya)
             if (reg := method.regularizer(model)) is not None:  # type: ignore[arg-type]
                 arch_loss = arch_loss + reg
             if budget is not None:
@@ -118,15 +127,19 @@ def search_mbconv(cfg: MBConvSearchConfig, out: str | os.PathLike[str],
             arch_loss.backward()
             a_opt.step()
             w_opt.zero_grad(set_to_none=True)
-            loss = criterion(model(xw), yw)
+            logits_w = model(xw)
+            loss = criterion(logits_w, yw)
             loss.backward()
             nn.utils.clip_grad_norm_(model.weight_parameters(), hyper.grad_clip)
             w_opt.step()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"the search diverged at epoch {epoch + 1}, step {step}")
-            sums["loss"] += loss.item()
+            sums["weight_loss"] += loss.item()
             sums["arch_loss"] += arch_loss.item()
-            emit({"event": "step", "epoch": epoch, "step": step, "loss": loss.item()})
+            sums["weight_acc"] += (logits_w.argmax(1) == yw).float().mean().item()
+            sums["arch_acc"] += (logits_a.argmax(1) == ya).float().mean().item()
+            emit({"event": "step", "epoch": epoch + 1, "step": step + 1,
+                  "weight_loss": loss.item(), "arch_loss": arch_loss.item()})
         sched.step()
         with torch.no_grad():
             expected = model.expected_macs(cfg.macs_resolution, cfg.macs_classes).item()
@@ -150,5 +163,10 @@ def search_mbconv(cfg: MBConvSearchConfig, out: str | os.PathLike[str],
         "elapsed_s": time.perf_counter() - start,
     }
     run.write_report(report)
-    emit({"event": "done", **report})
-    return MBConvSearchResult(genotype, macs, report)
+    files = {name: str(run.file(name))
+             for name in ("genotype.json", "config.json", "metrics.jsonl", "report.json")}
+    notes = [] if cfg.macs_target is None else [
+        f"found architecture: {macs / 1e6:.1f}M MACs against the {cfg.macs_target / 1e6:.1f}M "
+        f"target ({cfg.macs_resolution}x{cfg.macs_resolution}, {cfg.macs_classes} classes)"]
+    emit({"event": "done", "files": files, "notes": notes})
+    return MBConvSearchResult(run.path, genotype, epochs, macs, report, files, notes)
