@@ -288,7 +288,7 @@ def _validation(source: ModelSource, artifacts: Artifacts) -> dict[str, Any]:
         result["onnx"] = onnx_counts.to_dict()
         checks = [
             {"figure": "macs_convfc", "torch": macs.convfc, "onnx": onnx_counts.macs_convfc},
-            {"figure": "params (BN unfolded)", "torch": params.without_aux,
+            {"figure": "params (BN unfolded)", "torch": macs.params_used,
              "onnx": onnx_counts.params_unfolded},
         ]
         for check in checks:

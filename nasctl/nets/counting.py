@@ -46,6 +46,8 @@ class MacCounts:
     all: int
     by_kind: dict[str, int] = field(default_factory=dict)
     by_op: dict[str, int] = field(default_factory=dict)
+    params_used: int = 0  # parameters of the modules this forward pass ran (what an
+    # exported graph keeps; excludes the auxiliary head and unread cell inputs)
 
 
 def count_params(net: nn.Module) -> ParamCounts:
@@ -157,6 +159,11 @@ def count_macs(net: nn.Module, input_size: int | tuple[int, int], batch: int = 1
     shadow = (net if on_meta else copy.deepcopy(net).to("meta")).eval()
     counter = _MacCounter()
     handles = _label_modules(shadow, counter)
+    ran: set[int] = set()
+    for module in shadow.modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            handles.append(module.register_forward_hook(
+                lambda m, _i, _o: ran.add(id(m))))
     try:
         with torch.no_grad(), counter:
             shadow(torch.zeros(batch, channels, h, w, device="meta"))
@@ -167,4 +174,7 @@ def count_macs(net: nn.Module, input_size: int | tuple[int, int], batch: int = 1
     by_op = {k: v // batch for k, v in sorted(counter.by_op.items(), key=lambda kv: -kv[1])}
     convfc = by_kind.get("conv", 0) + by_kind.get("linear", 0)
     everything = convfc + sum(by_kind.get(k, 0) for k in ("batch_norm", "relu", "pool"))
-    return MacCounts(convfc=convfc, all=everything, by_kind=by_kind, by_op=by_op)
+    params_used = sum(p.numel() for m in shadow.modules() if id(m) in ran
+                      for p in m.parameters(recurse=False))
+    return MacCounts(convfc=convfc, all=everything, by_kind=by_kind, by_op=by_op,
+                     params_used=params_used)

@@ -77,9 +77,17 @@ class Cell(nn.Module):
             self._plan.append((node, inputs))
         self._concat = list(cell.graph["concat"])
         self.multiplier = len(self._concat)
+        # A FairDARTS cell may never read one of its inputs. Its preprocessing module stays
+        # (official parameter counts and state_dict layout) but is not computed.
+        read = {src for _node, inputs in self._plan for src, _k in inputs} | set(self._concat)
+        self._reads0, self._reads1 = 0 in read, 1 in read
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = {0: self.preprocess0(s0), 1: self.preprocess1(s1)}
+        states: dict[int, torch.Tensor] = {}
+        if self._reads0:
+            states[0] = self.preprocess0(s0)
+        if self._reads1:
+            states[1] = self.preprocess1(s1)
         dropping = self.training and drop_prob > 0.0
         for node, inputs in self._plan:
             total: torch.Tensor | None = None
