@@ -1,0 +1,139 @@
+"""The whole path in one call: search -> train -> export (ONNX, parity, latency, validation).
+
+Each stage writes its own run folder under the pipeline folder, and a stage is complete
+when its folder holds ``report.json`` (every stage writes it last). ``resume`` skips
+complete stages and resumes an interrupted search or training from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasctl import __version__, atomic
+from nasctl.errors import NasctlError
+
+Event = Callable[[dict[str, Any]], None]
+STAGES = ("search", "train", "export")
+CHECKPOINTS = {"search": "checkpoint.pt", "train": "last.pt"}  # what an interrupted stage left
+
+# Small settings for the embedded dataset: the whole path in minutes on two CPU cores.
+DIGITS_SEARCH = {"init_channels": 8, "layers": 5, "batch_size": 32, "epochs": 4}
+
+
+@dataclass
+class PipelineConfig:
+    method: str = "fairdarts"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    search: dict[str, Any] = field(default_factory=dict)  # SearchConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    export_runtimes: tuple[str, ...] = ("torch", "ort", "ort-cuda", "ort-trt", "trt")
+
+
+def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bool = False,
+                 on_event: Event | None = None) -> dict[str, Any]:
+    """Run every stage not yet complete; returns the summary (also ``out/report.json``)."""
+    emit = on_event or (lambda event: None)
+    root = Path(out)
+    marker = root / "pipeline.json"
+    if marker.exists() and not resume:
+        raise NasctlError(f"{root} already holds a pipeline run; pass --resume to continue it "
+                          "or choose another --out")
+    if not marker.exists() and root.exists() and any(root.iterdir()):
+        raise NasctlError(f"{root} exists and is not a pipeline folder; choose another --out")
+    atomic.write_json(marker, {"nasctl_version": __version__, "config": _jsonable(config)})
+    timings: dict[str, float] = {}
+    runners = {"search": _search, "train": _train, "export": _export}
+    for stage in STAGES:
+        folder = root / stage
+        if (folder / "report.json").exists():
+            emit({"event": "stage", "stage": stage, "state": "skipped (complete)"})
+            continue
+        interrupted = stage in CHECKPOINTS and (folder / CHECKPOINTS[stage]).exists()
+        emit({"event": "stage", "stage": stage,
+              "state": "resuming" if interrupted else "running"})
+        start = time.perf_counter()
+        runners[stage](config, root, interrupted, emit)
+        timings[stage] = round(time.perf_counter() - start, 1)
+    summary = summarize(root)
+    summary["seconds"] = timings
+    atomic.write_json(root / "report.json", summary)
+    return summary
+
+
+def _search(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
+    from nasctl.search.loop import SearchConfig, run_search
+
+    settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
+    settings.update(config.search)
+    search_config = SearchConfig(method=config.method, dataset=config.dataset,
+                                 data_dir=config.data_dir, seed=config.seed,
+                                 device=config.device, **settings)
+    run_search(search_config, root / "search", resume=resume, on_event=emit)
+
+
+def _train(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
+    from nasctl.genotypes import load_genotype
+    from nasctl.train import resolve_config, resume_config, train
+
+    runtime = {"seed": config.seed, "device": config.device, "data_dir": config.data_dir}
+    if resume:
+        cfg = resume_config(root / "train", {"device": config.device,
+                                             "data_dir": config.data_dir})
+        train(None, cfg, root / "train", resume=True, on_event=emit)
+        return
+    cfg, recipe = resolve_config(overrides={"dataset": config.dataset, **runtime, **config.train})
+    genotype = load_genotype(root / "search" / "genotype.json")
+    train(genotype, cfg, root / "train", recipe=recipe, on_event=emit)
+
+
+def _export(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
+    from nasctl.deploy.report import ExportOptions, export_and_check
+    from nasctl.export.source import load_model_source
+
+    source = load_model_source(root / "train" / "best.pt")
+    options = ExportOptions(out_dir=str(root / "export"), runtimes=config.export_runtimes,
+                            parity_data=config.dataset, data_dir=config.data_dir)
+    export_and_check(source, options, on_event=emit)
+
+
+def summarize(root: Path) -> dict[str, Any]:
+    """One row of what the pipeline produced, from the stages' reports."""
+    import json
+
+    def load(stage: str) -> dict[str, Any]:
+        path = root / stage / "report.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    search, train, export = load("search"), load("train"), load("export")
+    runtimes = {row["runtime"]: row for row in export.get("runtimes", [])}
+    validation = export.get("validation", {})
+    ort = runtimes.get("ort", {})
+    return {
+        "folder": str(root),
+        "genotype": str(root / "search" / "genotype.json"),
+        "checkpoint": str(root / "train" / "best.pt"),
+        "onnx": str(root / "export" / "model.onnx"),
+        "search": {k: search.get(k) for k in ("genotype", "epochs_run") if k in search},
+        "accuracy": {k: v for k, v in train.items() if "top1" in k or "top5" in k},
+        "params": validation.get("torch", {}).get("params"),
+        "macs": validation.get("torch", {}).get("macs_convfc"),
+        "validation": validation.get("paper", {}).get("status"),
+        "counts_agree": all(c.get("status") == "pass" for c in validation.get("agreement", [])),
+        "parity": {name: row.get("parity", {}).get("status") for name, row in runtimes.items()},
+        "latency_ms": ort.get("latency", {}).get("median_ms"),
+        "passed": bool(export.get("passed")),
+    }
+
+
+def _jsonable(config: PipelineConfig) -> dict[str, Any]:
+    doc = asdict(config)
+    doc["export_runtimes"] = list(config.export_runtimes)
+    return doc
