@@ -91,16 +91,16 @@ class MBConvSupernet(nn.Module):
         self.first_conv = conv_bn(3, layout.stem, 3, stride=2)
         self.first_block = MBConvBlock(mbconv_op(3, 1), layout.stem, layout.first, 1, 3, 1)
         self.slots = searchable_slots(layout)
+        self.choices = [layer_choices(s, kernels, expansions) for s in self.slots]
         self.layers = nn.ModuleList(
-            MixedLayer(s, layer_choices(s, kernels, expansions)) for s in self.slots
+            MixedLayer(s, c) for s, c in zip(self.slots, self.choices, strict=True)
         )
         last = self.slots[-1].out_channels if self.slots else layout.first
         self.feature_mix_layer = conv_bn(last, layout.head, 1)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(layout.head, num_classes)
         self.alphas = nn.ParameterList(
-            nn.Parameter(torch.full((len(layer.op_names),), float(alpha_init)))
-            for layer in self.layers
+            nn.Parameter(torch.full((len(c),), float(alpha_init))) for c in self.choices
         )
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -126,10 +126,9 @@ class MBConvSupernet(nn.Module):
         """Per searchable layer, each candidate's conv MACs at ``resolution``."""
         size = (resolution - 1) // 2 + 1  # after the stem (the first layer keeps the size)
         table = []
-        for layer in self.layers:
-            s = layer.slot
+        for s, choices in zip(self.slots, self.choices, strict=True):
             row = []
-            for op in layer.op_names:
+            for op in choices:
                 choice = parse_op(op)
                 row.append(0 if choice is None else mbconv_macs(
                     s.in_channels, s.out_channels, choice[0], choice[1], s.stride, size, size))
@@ -165,8 +164,8 @@ class MBConvSupernet(nn.Module):
     def strongest_ops(self) -> list[str]:
         """Each layer's candidate with the largest weight (ties: the earlier candidate)."""
         with torch.no_grad():
-            return [layer.op_names[int(torch.argmax(w))]
-                    for layer, w in zip(self.layers, self.arch_weights(), strict=True)]
+            return [choices[int(torch.argmax(w))]
+                    for choices, w in zip(self.choices, self.arch_weights(), strict=True)]
 
     def discretize(self, name: str | None = None,
                    provenance: dict[str, object] | None = None) -> Genotype:

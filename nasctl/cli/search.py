@@ -1,0 +1,183 @@
+"""`nasctl search`: differentiable architecture search (FairDARTS, iDARTS, DARTS)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nasctl.cli._out import console, err_console, print_json
+
+METHOD_HELP = "fairdarts, idarts or darts"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_cmd)
+
+
+def _opt(help_: str, *names: str, hidden: bool = False) -> Any:
+    return typer.Option(*names, help=help_, show_default=False, hidden=hidden)
+
+
+def search_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="run folder", show_default=False)],
+    method: Annotated[str, typer.Option("--method", help=METHOD_HELP)] = "fairdarts",
+    dataset: Annotated[str, typer.Option("--dataset", help="digits, cifar10, cifar100, "
+                                         "imagenet")] = "digits",
+    data_dir: Annotated[str | None, _opt("folder holding the dataset", "--data-dir")] = None,
+    download: Annotated[bool, typer.Option("--download", help="download CIFAR if missing "
+                                           "(needs a network)")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the search in --out from "
+                                         "its last checkpoint")] = False,
+    train_portion: Annotated[float, typer.Option("--train-portion", help="share of the "
+                                                 "training set for weights (rest: "
+                                                 "architecture)")] = 0.5,
+    ops: Annotated[str | None, _opt("comma-separated candidate ops (default: the method's)",
+                                    "--ops")] = None,
+    init_channels: Annotated[int, typer.Option("--init-channels", help="C")] = 16,
+    layers: Annotated[int, typer.Option("--layers", help="cells")] = 8,
+    nodes: Annotated[int, typer.Option("--nodes", help="intermediate nodes per cell")] = 4,
+    batch_size: Annotated[int | None, _opt("batch size per step and half (default: the "
+                                           "method's: fairdarts 128, darts/idarts 64)",
+                                           "--batch-size")] = None,
+    epochs: Annotated[int | None, _opt("epochs (default 50)", "--epochs")] = None,
+    lr: Annotated[float | None, _opt("weight learning rate (cosine-annealed)", "--lr")] = None,
+    lr_min: Annotated[float | None, _opt("final weight learning rate", "--lr-min")] = None,
+    arch_lr: Annotated[float | None, _opt("architecture (Adam) learning rate",
+                                          "--arch-lr")] = None,
+    weight_decay: Annotated[float | None, _opt("weight decay", "--weight-decay")] = None,
+    grad_clip: Annotated[float | None, _opt("weight gradient clip norm", "--grad-clip")] = None,
+    w01: Annotated[float, typer.Option("--w01", help="fairdarts: zero-one loss weight")] = 10.0,
+    loss01: Annotated[str, typer.Option("--loss01", help="fairdarts: l2 or l1")] = "l2",
+    discretization: Annotated[str, typer.Option("--discretization",
+                                                help="fairdarts: sparse or edge")] = "sparse",
+    threshold: Annotated[float, typer.Option("--threshold", help="fairdarts: sigmoid "
+                                             "threshold")] = 0.85,
+    node_norm: Annotated[str, typer.Option("--node-norm", help="idarts: bn, rms or "
+                                           "none")] = "bn",
+    decorrelation: Annotated[str, typer.Option("--decorrelation", help="idarts: lstsq, "
+                                               "gram-schmidt or none")] = "lstsq",
+    gs_order: Annotated[str, typer.Option("--gs-order", help="idarts gram-schmidt: alpha or "
+                                          "index")] = "alpha",
+    probe_batches: Annotated[int, typer.Option("--probe-batches", help="idarts: held-out "
+                                               "batches for decorrelation")] = 4,
+    unrolled: Annotated[bool, typer.Option("--unrolled", help="darts: second-order "
+                                           "architecture gradient")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="deterministic "
+                                                "algorithms")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")] = "auto",
+    amp: Annotated[str, typer.Option("--amp", help="off, bf16, fp16 (CUDA only)")] = "off",
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last",
+                                                help="NHWC tensors (faster on CPU and "
+                                                "CUDA)")] = True,
+    recompute: Annotated[bool, typer.Option("--recompute", help="recompute cheap ops in "
+                                            "backward: less memory, more time")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="data loader workers")] = 0,
+    steps_per_epoch: Annotated[int | None, _opt("limit steps per epoch", "--steps-per-epoch",
+                                                "--limit-batches")] = None,
+    kill_after_steps: Annotated[int | None, _opt("fault injection: SIGKILL after N steps",
+                                                 "--kill-after-steps", hidden=True)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="no progress; one JSON summary on "
+                                          "stdout")] = False,
+) -> None:
+    """Search a DARTS cell with METHOD; writes genotype.json, config.json, metrics.jsonl,
+    arch_history.json, checkpoint.pt, plots and report.json to --out.
+
+    Under `torchrun --nproc-per-node N -m nasctl search ...` it runs data-parallel."""
+    from nasctl.search import SearchConfig, run_search
+
+    method_options: dict[str, Any] = {
+        "fairdarts": {"w01": w01, "loss01": loss01, "discretization": discretization,
+                      "threshold": threshold},
+        "idarts": {"node_norm": node_norm, "decorrelation": decorrelation,
+                   "gs_order": gs_order},
+        "darts": {"unrolled": unrolled},
+    }.get(method, {})
+    config = SearchConfig(
+        method=method, method_options=method_options, dataset=dataset, data_dir=data_dir,
+        download=download, train_portion=train_portion,
+        ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
+        init_channels=init_channels, layers=layers, nodes=nodes, batch_size=batch_size,
+        epochs=epochs, lr=lr, lr_min=lr_min, arch_lr=arch_lr, weight_decay=weight_decay,
+        grad_clip=grad_clip, seed=seed, deterministic=deterministic, device=device, amp=amp,
+        channels_last=channels_last, recompute=recompute, workers=workers,
+        steps_per_epoch=steps_per_epoch, probe_batches=probe_batches,
+        kill_after_steps=kill_after_steps,
+    )
+    main = int(os.environ.get("RANK", "0")) == 0
+    if as_json or not main:
+        result = run_search(config, out, resume=resume)
+    else:
+        with _SearchProgress() as progress:
+            result = run_search(config, out, resume=resume, on_event=progress.on_event)
+    if not main:
+        return
+    summary = {
+        "run_dir": str(result.run_dir), "method": method, "dataset": dataset,
+        "epochs": result.epochs_run, "genotype": result.genotype.name,
+        "hash": result.genotype.content_hash(),
+        "cells": {name: [[op, u, v] for u, v, op in sorted(
+            result.genotype.cells[name].edges(data="op"), key=lambda e: (e[1], e[0]))]
+            for name in ("normal", "reduce")},
+        "files": result.files, "notes": result.notes,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"search: {method} on {dataset}", box=box.SIMPLE_HEAD, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for name in ("normal", "reduce"):
+        table.add_row(name, ", ".join(f"{op} {u}->{v}" for op, u, v in summary["cells"][name]))
+    table.add_row("genotype", str(result.files.get("genotype", "")))
+    for key, path in result.files.items():
+        if key != "genotype":
+            table.add_row(key, path)
+    console.print(table)
+    for note in result.notes:
+        err_console.print(f"note: {note}")
+
+
+class _SearchProgress:
+    """A rich progress display fed by the search loop's events."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                            console=console)
+        self.epochs = self.bar.add_task("epochs", total=None, info="")
+        self.steps = self.bar.add_task("steps", total=None, info="")
+
+    def __enter__(self) -> _SearchProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self.bar.update(self.epochs, total=event["epochs"], completed=event["epoch"])
+            self.bar.update(self.steps, total=event["steps"], completed=0)
+        elif kind == "step":
+            self.bar.update(self.steps, completed=event["step"],
+                            description=f"epoch {event['epoch']}",
+                            info=f"arch {event['arch_loss']:.3f}  weight "
+                                 f"{event['weight_loss']:.3f}")
+        elif kind == "epoch":
+            self.bar.update(self.epochs, completed=event["epoch"],
+                            info=f"weight acc {100 * event['weight_acc']:.1f}%  arch acc "
+                                 f"{100 * event['arch_acc']:.1f}%")
+            self.bar.update(self.steps, completed=0)
+        elif kind == "warning":
+            self.bar.console.print(f"[yellow]warning:[/] epoch {event['epoch']}: "
+                                   f"{event['message']}")
+        elif kind == "resumed":
+            self.bar.console.print(f"resuming after epoch {event['epoch']}")

@@ -1,0 +1,312 @@
+"""The DARTS cell supernet (search network): every edge is a weighted mixture of all
+candidate ops.
+
+Structure and module names follow the official DARTS/FairDARTS ``model_search.py``
+(``cells.{i}._ops.{edge}._ops.{k}``), with every BatchNorm non-affine and a non-affine BN
+after each pooling op. Two forward paths compute the same function
+``node = sum_edges sum_ops w_o * o(x)`` on the same modules:
+
+- ``naive``: the straightforward per-edge, per-op loop of the official code (the reference
+  the benchmark and tests compare against);
+- ``fast`` (default): each node's ReLU is computed once and shared by every op on its
+  out-edges that starts with a ReLU (sep/dil convs, FactorizedReduce), ``none`` ops are
+  skipped (they add zero), the mixture is accumulated with fused multiply-adds, and
+  references are dropped as soon as a node is no longer read. With ``recompute=True``
+  each edge is a selective-checkpoint region that keeps only convolution outputs and
+  recomputes the cheap ops (ReLU, BN, pooling, mixing) in backward: less memory, more time.
+
+Every BatchNorm uses batch statistics in every mode (no running statistics), as the
+search network only ever trains; ``none`` ops are never computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+from torch.utils.checkpoint import (
+    CheckpointPolicy,
+    checkpoint,
+    create_selective_checkpoint_contexts,
+)
+
+from nasctl.nets.ops import POOL_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, make_op
+
+Impl = Literal["fast", "naive"]
+ProbeRecorder = Callable[[int, dict[tuple[int, int], torch.Tensor], torch.Tensor], None]
+NodeNorm = Literal["none", "bn", "rms"]
+NUM_INPUTS = 2
+
+
+_CONV_OPS = frozenset({torch.ops.aten.convolution.default})
+
+
+def _policy(ctx: object, op: object, *args: object, **kwargs: object) -> CheckpointPolicy:
+    return CheckpointPolicy.MUST_SAVE if op in _CONV_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _save_convs() -> tuple[object, object]:
+    return create_selective_checkpoint_contexts(_policy)
+
+
+def edge_list(num_nodes: int) -> list[tuple[int, int]]:
+    """``(from_node, to_node)`` for every edge, in the row order of the alpha matrices."""
+    return [(j, i + NUM_INPUTS) for i in range(num_nodes) for j in range(i + NUM_INPUTS)]
+
+
+class RMSNorm2d(nn.Module):
+    """Scale each sample's feature map to unit root-mean-square (no parameters)."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=(1, 2, 3), keepdim=True) + self.eps)
+
+
+def make_node_norm(kind: NodeNorm, channels: int) -> nn.Module | None:
+    if kind == "none":
+        return None
+    if kind == "bn":
+        return nn.BatchNorm2d(channels, affine=False)
+    if kind == "rms":
+        return RMSNorm2d()
+    raise ValueError(f"unknown node normalization {kind!r} (none, bn, rms)")
+
+
+class MixedOp(nn.Module):
+    """All candidate ops of one edge (pools followed by a non-affine BN, as in DARTS)."""
+
+    def __init__(self, ops: Sequence[str], channels: int, stride: int) -> None:
+        super().__init__()
+        self.op_names = tuple(ops)
+        self._ops = nn.ModuleList()
+        for name in ops:
+            op = make_op(name, channels, stride, affine=False)
+            if name in POOL_OPS:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            self._ops.append(op)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return sum(w * op(x) for w, op in zip(weights, self._ops, strict=True))  # type: ignore[return-value]
+
+
+def _after_relu(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The op minus its leading ReLU (same modules, no copy), or None if it has none."""
+    if isinstance(op, SepConv | DilConv | ReLUConvBN):
+        rest = list(op.op)[1:]
+
+        def run_rest(r: torch.Tensor) -> torch.Tensor:
+            for module in rest:
+                r = module(r)
+            return r
+
+        return run_rest
+    if isinstance(op, FactorizedReduce):
+        return lambda r: op.bn(torch.cat([op.conv_1(r), op.conv_2(r[:, :, 1:, 1:])], dim=1))
+    return None
+
+
+class SearchCell(nn.Module):
+    def __init__(self, ops: Sequence[str], num_nodes: int, multiplier: int, c_prev_prev: int,
+                 c_prev: int, c: int, reduction: bool, reduction_prev: bool,
+                 node_norm: NodeNorm = "none") -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.num_nodes = num_nodes
+        self.multiplier = multiplier
+        self.recompute = False
+        if reduction_prev:
+            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, c, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
+        self.edges = edge_list(num_nodes)
+        self._ops = nn.ModuleList(
+            MixedOp(ops, c, 2 if reduction and src < NUM_INPUTS else 1) for src, _ in self.edges
+        )
+        norms = [make_node_norm(node_norm, c) for _ in range(num_nodes)]
+        self.node_norms = nn.ModuleList(n for n in norms if n is not None) if norms[0] else None
+        self._build_plan(ops)
+
+    def _build_plan(self, ops: Sequence[str]) -> None:
+        """Precompute the fast path once: per edge, (op index, takes-relu, callable)."""
+        self._plan: list[list[tuple[int, bool, Callable[[torch.Tensor], torch.Tensor]]]] = []
+        self._relu_users = [False] * (NUM_INPUTS + self.num_nodes)
+        for e, (src, _dst) in enumerate(self.edges):
+            entries = []
+            for k, (name, op) in enumerate(zip(ops, self._ops[e]._ops, strict=True)):
+                if name == "none":
+                    continue  # adds w * 0: nothing to compute, no gradient
+                rest = _after_relu(op)
+                if rest is not None:
+                    self._relu_users[src] = True
+                    entries.append((k, True, rest))
+                else:
+                    entries.append((k, False, op))
+            self._plan.append(entries)
+        self._last_read = [max((e for e, (s, _) in enumerate(self.edges) if s == n), default=-1)
+                           for n in range(NUM_INPUTS + self.num_nodes)]
+
+    def _edge(self, e: int, x: torch.Tensor, relu_x: torch.Tensor | None,
+              w: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for k, uses_relu, fn in self._plan[e]:
+            y = fn(relu_x if uses_relu else x)  # type: ignore[arg-type]
+            total = y * w[k] if total is None else torch.addcmul(total, y, w[k])
+        assert total is not None
+        return total
+
+    def forward_probe(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                      record: ProbeRecorder) -> torch.Tensor:
+        """Forward that hands every node's op outputs to ``record(node, outputs, total)``;
+        ``outputs`` maps (edge index, op index) to that op's output (``none`` left out)."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        e = 0
+        for i in range(self.num_nodes):
+            dst = NUM_INPUTS + i
+            outputs: dict[tuple[int, int], torch.Tensor] = {}
+            total: torch.Tensor | None = None
+            for src in range(dst):
+                relu_x = F.relu(states[src])
+                for k, uses_relu, fn in self._plan[e]:
+                    y = fn(relu_x if uses_relu else states[src])
+                    outputs[(e, k)] = y
+                    total = y * weights[e, k] if total is None else total + y * weights[e, k]
+                e += 1
+            assert total is not None
+            record(dst, outputs, total)
+            states.append(self._normalize(i, total))
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+    def _normalize(self, i: int, node: torch.Tensor) -> torch.Tensor:
+        return node if self.node_norms is None else self.node_norms[i](node)
+
+    def forward_naive(self, s0: torch.Tensor, s1: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for i in range(self.num_nodes):
+            s = sum(self._ops[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            offset += len(states)
+            states.append(self._normalize(i, s))  # type: ignore[arg-type]
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states: list[torch.Tensor | None] = [None] * (NUM_INPUTS + self.num_nodes)
+        relus: list[torch.Tensor | None] = [None] * len(states)
+        states[0], states[1] = self.preprocess0(s0), self.preprocess1(s1)
+        w_rows = weights.unbind(0)
+        e = 0
+        for i in range(self.num_nodes):
+            dst = NUM_INPUTS + i
+            total: torch.Tensor | None = None
+            for src in range(dst):
+                x = states[src]
+                assert x is not None
+                if self._relu_users[src] and relus[src] is None:
+                    relus[src] = F.relu(x)
+                if self.recompute and torch.is_grad_enabled():
+                    y = checkpoint(self._edge, e, x, relus[src], w_rows[e], use_reentrant=False,
+                                   context_fn=_save_convs)
+                else:
+                    y = self._edge(e, x, relus[src], w_rows[e])
+                total = y if total is None else total + y
+                if self._last_read[src] == e:
+                    relus[src] = None
+                    if src < NUM_INPUTS + self.num_nodes - self.multiplier:
+                        states[src] = None  # not concatenated: drop now
+                e += 1
+            assert total is not None
+            states[dst] = self._normalize(i, total)
+        return torch.cat(states[-self.multiplier:], dim=1)  # type: ignore[arg-type]
+
+
+class SearchNetwork(nn.Module):
+    """The DARTS search network: stem, ``layers`` search cells (reductions at layers//3 and
+    2*layers//3), global pooling, classifier. Architecture parameters ``alpha_normal`` and
+    ``alpha_reduce`` ([num_edges, num_ops], initialised to ``alpha_init``) are kept apart from
+    the weights; ``activation`` turns them into mixture weights (softmax, sigmoid...).
+    """
+
+    def __init__(self, ops: Sequence[str], activation: Callable[[torch.Tensor], torch.Tensor],
+                 channels: int = 16, layers: int = 8, num_nodes: int = 4, num_classes: int = 10,
+                 stem_multiplier: int = 3, node_norm: NodeNorm = "none",
+                 alpha_init: float = 1e-3, impl: Impl = "fast", recompute: bool = False) -> None:
+        super().__init__()
+        if layers < 3:
+            raise ValueError(f"a search network needs at least 3 cells, got {layers}")
+        self.ops = tuple(ops)
+        self.activation = activation
+        self.num_nodes = num_nodes
+        self.impl: Impl = impl
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(3, c_curr, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c_curr *= 2
+            cell = SearchCell(ops, num_nodes, num_nodes, c_prev_prev, c_prev, c_curr, reduction,
+                              reduction_prev, node_norm)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, num_nodes * c_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+        num_edges = len(edge_list(num_nodes))
+        # Random init as in DARTS (1e-3 * randn); FairDARTS starts every alpha at 0.
+        self.alpha_normal = nn.Parameter(alpha_init * torch.randn(num_edges, len(ops)))
+        self.alpha_reduce = nn.Parameter(alpha_init * torch.randn(num_edges, len(ops)))
+        for cell in self.cells:
+            cell.recompute = recompute
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                # Batch statistics in every mode: search-time evaluation and probing then
+                # see the network exactly as training does, and recomputation is exact.
+                m.track_running_stats = False
+                m.running_mean = m.running_var = m.num_batches_tracked = None
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        return edge_list(self.num_nodes)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def arch_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mixture weights the alphas currently give (normal, reduce)."""
+        return self.activation(self.alpha_normal), self.activation(self.alpha_reduce)
+
+    @torch.no_grad()
+    def probe(self, x: torch.Tensor,
+              record: Callable[[int, int, dict[tuple[int, int], torch.Tensor], torch.Tensor],
+                               None]) -> torch.Tensor:
+        """A no-grad forward calling ``record(cell index, node, op outputs, node sum)``."""
+        w_normal, w_reduce = self.arch_weights()
+        s0 = s1 = self.stem(x)
+        for c, cell in enumerate(self.cells):
+            w = w_reduce if cell.reduction else w_normal
+            out = cell.forward_probe(s0, s1, w, lambda n, o, t, c=c: record(c, n, o, t))
+            s0, s1 = s1, out
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w_normal, w_reduce = self.arch_weights()
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            w = w_reduce if cell.reduction else w_normal
+            out = cell.forward_naive(s0, s1, w) if self.impl == "naive" else cell(s0, s1, w)
+            s0, s1 = s1, out
+        return self.classifier(self.global_pooling(s1).flatten(1))
