@@ -41,8 +41,10 @@ app = _App(
 
 from nasctl.cli import export as _export  # noqa: E402
 from nasctl.cli import genotypes as _genotypes  # noqa: E402
+from nasctl.cli import pipeline as _pipeline  # noqa: E402
+from nasctl.cli import search as _search  # noqa: E402
 from nasctl.cli import train as _train  # noqa: E402
 from nasctl.cli import validate as _validate  # noqa: E402
 
-for _module in (_genotypes, _validate, _train, _export):
+for _module in (_genotypes, _validate, _train, _export, _search, _pipeline):
     _module.register(app)
