@@ -62,14 +62,17 @@ class _nothing:  # noqa: N801 - a null context manager with no import cost
 
 
 def _print_rows(rows: list[ValidationRow], dataset: str) -> None:
-    table = Table(title=f"validation at {dataset} settings", box=box.SIMPLE_HEAD)
-    table.add_column("genotype", overflow="fold")
-    for column in ("status", "params", "params+aux", "MACs conv+FC", "MACs all"):
-        table.add_column(column, no_wrap=True)
+    table = Table(title=f"validation at {dataset} settings", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("genotype", no_wrap=True)
+    for column in ("status", "params", "with aux", "MACs", "MACs all"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "status" else "right")
     for r in rows:
         table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", f"{r.params:,}",
                       f"{r.params_with_aux:,}", f"{r.macs:,}", f"{r.macs_all:,}")
     console.print(table)
+    console.print("MACs: conv+FC multiply-accumulates; MACs all: + BN, ReLU and pooling "
+                  "(ptflops); batch 1, aux head excluded", style="dim")
     for r in rows:
         official = [c for c in r.checks if c.figure.startswith("official")]
         if official:
