@@ -130,9 +130,13 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
 
     seed_everything(cfg.seed + info.rank, cfg.deterministic)
     num_classes = dataset_info(cfg.dataset).num_classes
+    if cfg.download and not info.is_main:
+        barrier(info)  # rank 0 downloads first; the others then read its files
     train_set = get_dataset(cfg.dataset, "train", cfg.data_dir, download=cfg.download,
                             augment=cfg.augment, cutout=cfg.cutout)
-    test_set = get_dataset(cfg.dataset, "test", cfg.data_dir)
+    test_set = get_dataset(cfg.dataset, "test", cfg.data_dir, download=cfg.download)
+    if cfg.download and info.is_main:
+        barrier(info)
     cuda = device.type == "cuda"
     train_loader = make_loader(train_set, cfg.batch_size // info.world_size, shuffle=True,
                                seed=cfg.seed, distributed=info.enabled,
