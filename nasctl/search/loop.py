@@ -91,6 +91,7 @@ class SearchResult:
     files: dict[str, str]
     epochs_run: int
     notes: list[str]
+    alphas: dict[str, list[list[float]]]  # raw architecture parameters at the end
 
 
 def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
@@ -407,7 +408,9 @@ class _Search:
                                        "notes": self.notes, "hash": genotype.content_hash()})
         barrier(self.dist)
         _emit(self.on_event, {"event": "done", "files": files, "notes": self.notes})
-        return SearchResult(genotype, self.out, files, len(self.history) - 1, self.notes)
+        alphas = {"normal": self.model.alpha_normal.detach().cpu().tolist(),
+                  "reduce": self.model.alpha_reduce.detach().cpu().tolist()}
+        return SearchResult(genotype, self.out, files, len(self.history) - 1, self.notes, alphas)
 
     def _provenance(self, final: Discretized) -> dict[str, Any]:
         import nasctl
