@@ -48,7 +48,7 @@ def measure(variant: str, device_name: str, args: argparse.Namespace) -> dict[st
     if cuda:
         torch.backends.cudnn.benchmark = nasctl
     net.train()
-    net.drop_path_prob = cfg.drop_path / 2 if nasctl else 0.0  # mid-run value
+    net.drop_path_prob = cfg.drop_path / 2 if nasctl else 0.0  # type: ignore[assignment]
     optimizer = make_optimizer(net, cfg)
     criterion = torch.nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler(device.type, enabled=nasctl and cuda and args.amp == "fp16")
@@ -133,7 +133,7 @@ def main() -> None:
         sys.exit("train_step.py: --device cuda asked for, but CUDA is not available")
     devices = {"auto": ["cpu"] + (["cuda"] if cuda else []), "cpu": ["cpu"], "cuda": ["cuda"],
                "all": ["cpu"] + (["cuda"] if cuda else [])}[args.device]
-    passthrough = [a for a in sys.argv[1:]]
+    passthrough = sys.argv[1:]
     rows = []
     for device in devices:
         for variant in VARIANTS:

@@ -35,6 +35,7 @@ from nasctl.errors import CheckpointError, NasctlError, TrainingDiverged
 from nasctl.genotypes import Genotype, load_genotype, write_genotype
 from nasctl.genotypes.io import genotype_from_dict, genotype_to_dict
 from nasctl.nets import build_network
+from nasctl.nets.network import Cell
 from nasctl.runs import RunDir
 from nasctl.train.checkpoint import FORMAT, VERSION, read_checkpoint
 from nasctl.train.config import RUNTIME_FIELDS, TrainConfig, config_from_dict
@@ -151,7 +152,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
                         drop_path_on=cfg.drop_path_on)  # type: ignore[arg-type]
     network = {"dataset": cfg.dataset, "C": cfg.channels, "layers": cfg.layers,
                "num_classes": num_classes, "auxiliary": cfg.auxiliary_weight > 0,
-               "drop_path_on": net.cells[0].drop_path_on}
+               "drop_path_on": next(m for m in net.modules() if isinstance(m, Cell)).drop_path_on}
     channels_last = cuda and cfg.channels_last
     net.to(device)
     if channels_last:
@@ -194,7 +195,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
     final: dict[str, Any] = dict(ckpt["metrics"]) if ckpt is not None else {}
     for epoch in range(start_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
-        net.drop_path_prob = drop_path_at(cfg, epoch)
+        net.drop_path_prob = drop_path_at(cfg, epoch)  # type: ignore[assignment]  # plain float
         lr = optimizer.param_groups[0]["lr"]
         set_loader_epoch(train_loader, epoch)
         if train_loader.generator is not None:  # shuffle order is a function of (seed, epoch)
@@ -254,7 +255,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
     emit({"event": "done", "best_top1": best["top1"], "best_epoch": best["epoch"],
           "elapsed_s": total})
     return TrainResult(run_dir=out, epochs=cfg.epochs, start_epoch=start_epoch,
-                       best_top1=best["top1"], best_epoch=best["epoch"], final=final,
+                       best_top1=best["top1"], best_epoch=int(best["epoch"]), final=final,
                        elapsed_s=total, is_main=info.is_main, model=net)
 
 
@@ -311,7 +312,7 @@ def _checkpoint(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
                 best: dict[str, Any], info: DistInfo) -> dict[str, Any]:
     """The checkpoint dict (see nasctl.train.checkpoint). Collective under DDP."""
     model_state = net.state_dict()
-    rng = [rng_state()]
+    rng: list[Any] = [rng_state()]
     weights = [_weights_digest(model_state)]
     if info.enabled:
         rng = [None] * info.world_size
