@@ -120,7 +120,7 @@ def _check_layer(attrs: dict[str, Any], n: int, c_in_expected: int, where: str) 
         known = ", ".join(chain_ops())
         raise GenotypeError(f"{here} has unknown op {op!r} ({known})") from None
     for key in ("in_channels", "out_channels", "stride"):
-        value = attrs.get(key)
+        value: Any = attrs.get(key)
         if not _is_int(value) or value < 1:
             raise GenotypeError(f"{here}: {key} must be a positive integer, got {value!r}")
     if attrs["stride"] not in (1, 2):
