@@ -1,0 +1,143 @@
+"""Time and peak memory of one search step (architecture step + weight step).
+
+Default setting (issue §7): batch 32, C=16, 8 cells, 32x32 inputs, CPU. Each
+(method, implementation) runs in a fresh subprocess so its peak RSS
+(resource.getrusage ru_maxrss) is its own.
+
+- ``fast``: what ``nasctl search`` runs (the loop's own ``_arch_step``/``_weight_step``:
+  shared ReLUs, no ``none`` op, alpha-only gradients in the architecture step, frozen
+  alphas in the weight step, channels_last).
+- ``fast+recompute``: the same with selective recomputation of the cheap ops.
+- ``naive``: the straightforward reference, as the official FairDARTS/DARTS code does it:
+  per-edge, per-op loop, full backward (all gradients) in both steps, NCHW.
+
+    python benchmarks/search_step.py [--methods fairdarts,idarts,darts] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+IMPLS = ("fast", "fast+recompute", "naive")
+
+
+def child(args: argparse.Namespace) -> dict[str, object]:
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from nasctl.search import SearchConfig
+    from nasctl.search.loop import _Search
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    naive = args.impl == "naive"
+    cfg = SearchConfig(method=args.method, init_channels=args.channels, layers=args.layers,
+                       batch_size=args.batch, device="cpu", channels_last=not naive,
+                       recompute=args.impl == "fast+recompute", epochs=1)
+    search = _Search(cfg, Path(args.tmp), resume=False, on_event=None)
+    search.model.impl = "naive" if naive else "fast"
+    g = torch.Generator().manual_seed(0)
+    size = (args.batch, 3, args.size, args.size)
+    xa, xw = torch.randn(size, generator=g), torch.randn(size, generator=g)
+    ya, yw = (torch.randint(0, 10, (args.batch,), generator=g) for _ in range(2))
+    xa, ya = search._to(xa, ya)
+    xw, yw = search._to(xw, yw)
+    model = search.model
+
+    def naive_step() -> None:
+        # arch step: forward, full backward (weights get gradients too), Adam step
+        search.a_opt.zero_grad()
+        model.zero_grad()
+        loss = F.cross_entropy(model(xa), ya)
+        reg = search.method.regularizer(model)
+        (loss if reg is None else loss + reg).backward()
+        search.a_opt.step()
+        # weight step: forward, full backward (alphas get gradients too), clip, SGD step
+        search.w_opt.zero_grad()
+        model.zero_grad()
+        F.cross_entropy(model(xw), yw).backward()
+        torch.nn.utils.clip_grad_norm_(search.weights, 5.0)
+        search.w_opt.step()
+
+    def fast_step() -> None:
+        search._arch_step(xa, ya, xw, yw)
+        search._weight_step(xw, yw)
+        search.scaler.update()
+
+    step = naive_step if naive else fast_step
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in range(args.warmup):
+        step()
+    wall, cpu = [], []
+    for _ in range(args.steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"method": args.method, "impl": args.impl, "wall_s": min(wall),
+            "cpu_s": min(cpu), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            / 1024, "setup_rss_mb": rss_setup, "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", default="fairdarts,idarts,darts")
+    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--out", default="benchmarks/results/search_step.json")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--impl", help=argparse.SUPPRESS)
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    import tempfile
+
+    rows = []
+    for method in args.methods.split(","):
+        for impl in args.impls.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, __file__, "--child", "--method", method, "--impl", impl,
+                       "--tmp", tmp, *[f"--{k}={getattr(args, k)}" for k in
+                                       ("batch", "channels", "layers", "size", "warmup",
+                                        "steps", "threads")]]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"{method}/{impl} failed:\n{proc.stderr[-2000:]}")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"{method:10s} {impl:15s} done", file=sys.stderr)
+    naive = {r["method"]: r for r in rows if r["impl"] == "naive"}
+    print(f"search step: batch {args.batch}, C={args.channels}, {args.layers} cells, "
+          f"{args.size}x{args.size}, CPU, {rows[0]['threads']} thread(s)")
+    print(f"{'method':10s} {'impl':15s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s} "
+          f"{'speed-up':>9s} {'memory':>7s}")
+    for r in rows:
+        ref = naive.get(r["method"])
+        speed = f"{ref['wall_s'] / r['wall_s']:.2f}x" if ref else "-"
+        mem = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}" if ref else "-"
+        print(f"{r['method']:10s} {r['impl']:15s} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
+              f"{r['peak_rss_mb']:12.0f} {speed:>9s} {mem:>7s}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"settings": {k: getattr(args, k) for k in
+                                            ("batch", "channels", "layers", "size", "warmup",
+                                             "steps", "threads")}, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
