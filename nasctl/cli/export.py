@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
@@ -130,10 +132,10 @@ def export_cmd(
         raise typer.Exit(1)
 
 
-def _table_width() -> int:
-    """The terminal's width, or a wide page when stdout is a file or a pipe (rich would
-    squeeze the table into 80 columns)."""
-    return console.width if console.is_terminal else 140
+def _table_console() -> Console:
+    """The shared console on a terminal; off a terminal (a file, a pipe) a wide one, or
+    rich squeezes the table into 80 columns."""
+    return console if console.is_terminal else Console(width=140)
 
 
 def _status(cell: dict[str, Any], detail: str = "") -> str:
@@ -160,20 +162,23 @@ def _print_export(report: dict[str, Any], out: Path) -> None:
                if latency["status"] == "pass" else _status(latency))
         table.add_row(row["runtime"], row.get("device") or "", row["precision"],
                       _status(row["exported"]), _status(parity), err, top1, lat)
-    console.print(table, width=_table_width())
+    _table_console().print(table)
     if onnx["status"] == "pass":
-        note = f" (fallback: {onnx['fallback_reason']})" if onnx["fallback_reason"] else ""
+        note = (f" (fallback: {escape(onnx['fallback_reason'])})"
+                if onnx["fallback_reason"] else "")
         console.print(f"ONNX: {onnx['path']}, opset {onnx['opset']}, "
                       f"{onnx['exporter']} exporter{note}, {sum(onnx['op_counts'].values())} "
                       f"nodes, stray ops: {onnx['stray_ops'] or 'none'}")
     elif onnx["status"] == "failed":
-        console.print(f"[bold red]ONNX export failed[/]: {onnx['error']}")
+        console.print(f"[bold red]ONNX export failed[/]: {escape(onnx['error'])}")
     if report["tensorrt"]["status"] == "failed":
-        console.print(f"[bold red]TensorRT build failed[/]: {report['tensorrt']['error']}")
+        console.print(f"[bold red]TensorRT build failed[/]: "
+                      f"{escape(report['tensorrt']['error'])}")
     for row in report["runtimes"]:
         for key in ("parity", "latency"):
             if row[key]["status"] == "failed" and "error" in row[key]:
-                console.print(f"[bold red]{row['runtime']} {key}[/]: {row[key]['error']}")
+                console.print(f"[bold red]{row['runtime']} {key}[/]: "
+                              f"{escape(row[key]['error'])}")
     _print_validation(report["validation"])
     verdict = "[green]all checks passed[/]" if report["passed"] else "[bold red]FAILED[/]"
     console.print(f"{verdict}; report: {out / 'report.json'}")
@@ -193,12 +198,12 @@ def _print_validation(v: dict[str, Any]) -> None:
         console.print(f"  torch vs ONNX {check['figure']}: {_status(check)}")
     paper = v["paper"]
     if paper["status"] in ("no-reference", "not-comparable"):
-        console.print(f"  paper card: {paper['status']} ({paper['note']})")
+        console.print(f"  paper card: {paper['status']} ({escape(paper['note'])})")
         return
     console.print(f"  paper card {paper['card']}: {_status({'status': _paper_status(paper)})}")
     for source in ("torch", "onnx"):
         for check in paper.get(source, {}).get("checks", []):
-            note = f" ({check['note']})" if check.get("note") else ""
+            note = f" ({escape(check['note'])})" if check.get("note") else ""
             console.print(f"    {source}: {check['figure']}: ours {check['ours']} vs "
                           f"{check['expected']} -> {check['status']}{note}")
 
@@ -252,15 +257,21 @@ def bench_cmd(
     for column in ("runtime", "device", "precision", "batch", "median ms", "p90 ms", "p99 ms",
                    "img/s", "runs"):
         table.add_column(column, no_wrap=True)
+    notes = []
     for r in rows:
         if r["status"] != "pass":
             table.add_row(r["runtime"], r["device"], r["precision"], str(r.get("batch", "")),
-                          _status(r), r.get("reason") or r.get("error", ""), "", "", "")
+                          _status(r), "", "", "", "")
+            text = r.get("reason") or r.get("error", "")
+            prefix = f"{r['runtime']}: "
+            notes.append(text if text.startswith(prefix) else prefix + text)
             continue
         table.add_row(r["runtime"], r["device"], r["precision"], str(r["batch"]),
                       f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
                       f"{r['throughput']:.1f}", str(r["runs"]))
-    console.print(table, width=_table_width())
+    _table_console().print(table)
+    for note in notes:
+        console.print(escape(note))
     host = result["host"]
     console.print(f"host: {host['cpu']} ({host['logical_cpus']} CPUs), GPU: "
                   f"{(host['gpu'] or {}).get('name', 'none')}, threads: {host['threads']}")
