@@ -209,6 +209,8 @@ class _TrainProgress:
                 f"top-5 {event['test_top5']:.2f}%  {event['time_s']:.1f}s"
                 + ("  [green]best[/]" if event["best"] else "")
             )
+        elif kind == "done":
+            self.bar.update(self.steps, visible=False)
 
 
 def _saved_name(out: Path) -> str | None:
