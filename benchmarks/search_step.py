@@ -6,8 +6,9 @@ Default setting (issue §7): batch 32, C=16, 8 cells, 32x32 inputs, CPU. Each
 
 - ``fast``: what ``nasctl search`` runs (the loop's own ``_arch_step``/``_weight_step``:
   shared ReLUs, no ``none`` op, alpha-only gradients in the architecture step, frozen
-  alphas in the weight step, channels_last).
-- ``fast+recompute``: the same with selective recomputation of the cheap ops.
+  alphas in the weight step, channels_last) with ``--recompute off``;
+- ``fast+full-res`` (the CPU default) and ``fast+all``: the same, recomputing edges in
+  backward in the full-resolution cells or in every cell;
 - ``naive``: the straightforward reference, as the official FairDARTS/DARTS code does it:
   per-edge, per-op loop, full backward (all gradients) in both steps, NCHW.
 
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-IMPLS = ("fast", "fast+recompute", "naive")
+IMPLS = ("fast", "fast+full-res", "fast+all", "naive")
 
 
 def child(args: argparse.Namespace) -> dict[str, object]:
@@ -39,7 +40,8 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     naive = args.impl == "naive"
     cfg = SearchConfig(method=args.method, init_channels=args.channels, layers=args.layers,
                        batch_size=args.batch, device="cpu", channels_last=not naive,
-                       recompute=args.impl == "fast+recompute", epochs=1)
+                       recompute=args.impl.split("+")[1] if "+" in args.impl else "off",
+                       epochs=1)
     search = _Search(cfg, Path(args.tmp), resume=False, on_event=None)
     search.model.impl = "naive" if naive else "fast"
     g = torch.Generator().manual_seed(0)

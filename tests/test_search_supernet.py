@@ -18,9 +18,9 @@ def _outputs(net: SearchNetwork, x: torch.Tensor, y: torch.Tensor) -> list[torch
 
 
 @pytest.mark.parametrize(("ops", "act", "node_norm", "recompute"), [
-    (FAIRDARTS_OPS, torch.sigmoid, "none", False),
-    (DARTS_OPS, lambda a: torch.softmax(a, -1), "bn", False),
-    (DARTS_OPS, lambda a: torch.softmax(a, -1), "rms", True),
+    (FAIRDARTS_OPS, torch.sigmoid, "none", "off"),
+    (DARTS_OPS, lambda a: torch.softmax(a, -1), "bn", "full-res"),
+    (DARTS_OPS, lambda a: torch.softmax(a, -1), "rms", "all"),
 ])
 def test_fast_path_matches_naive(ops, act, node_norm, recompute) -> None:
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from nasctl.genotypes import Genotype, write_genotype
 from nasctl.runs import RunDir, load_checkpoint
 from nasctl.search.discretize import build_genotype
 from nasctl.search.methods import Discretized, SearchMethod, get_method
-from nasctl.search.supernet import SearchNetwork
+from nasctl.search.supernet import Recompute, SearchNetwork
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
@@ -58,7 +58,7 @@ class SearchConfig:
     device: str = "auto"
     amp: str = "off"
     channels_last: bool = True
-    recompute: bool = False
+    recompute: str = "auto"  # off | full-res | all (see SearchNetwork); auto: CPU full-res
     workers: int = 0
     steps_per_epoch: int | None = None
     probe_batches: int = 4
@@ -163,7 +163,7 @@ class _Search:
             cfg.ops, self.method.activation, channels=cfg.init_channels, layers=cfg.layers,
             num_nodes=cfg.nodes, num_classes=self.info.num_classes,
             node_norm=self.method.node_norm, alpha_init=self.method.alpha_init,
-            recompute=cfg.recompute,
+            recompute=self._recompute(),
         )
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=self.memory_format)
@@ -176,6 +176,14 @@ class _Search:
         from nasctl.device import make_grad_scaler
 
         self.scaler = make_grad_scaler(self.device, cfg.amp)
+
+    def _recompute(self) -> Recompute:
+        if self.cfg.recompute == "auto":
+            return "full-res" if self.device.type == "cpu" else "off"
+        if self.cfg.recompute not in ("off", "full-res", "all"):
+            raise NasctlError(f"--recompute must be auto, off, full-res or all, got "
+                              f"{self.cfg.recompute!r}")
+        return self.cfg.recompute  # type: ignore[return-value]
 
     def _resume(self, path: Path) -> None:
         from nasctl.device import set_rng_state

@@ -11,9 +11,11 @@ after each pooling op. Two forward paths compute the same function
 - ``fast`` (default): each node's ReLU is computed once and shared by every op on its
   out-edges that starts with a ReLU (sep/dil convs, FactorizedReduce), ``none`` ops are
   skipped (they add zero), the mixture is accumulated with fused multiply-adds, and
-  references are dropped as soon as a node is no longer read. With ``recompute=True``
-  each edge is a selective-checkpoint region that keeps only convolution outputs and
-  recomputes the cheap ops (ReLU, BN, pooling, mixing) in backward: less memory, more time.
+  references are dropped as soon as a node is no longer read. ``recompute`` makes each
+  edge a checkpoint region that keeps only the edge's inputs and recomputes the edge in
+  backward, in every cell (``all``) or only in the full-resolution cells before the first
+  reduction (``full-res``, which hold about half of the activations): less memory for more
+  time, exactly the same values.
 
 Every BatchNorm uses batch statistics in every mode (no running statistics), as the
 search network only ever trains; ``none`` ops are never computed.
@@ -27,29 +29,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.checkpoint import (
-    CheckpointPolicy,
-    checkpoint,
-    create_selective_checkpoint_contexts,
-)
+from torch.utils.checkpoint import checkpoint
 
 from nasctl.nets.ops import POOL_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, make_op
 
 Impl = Literal["fast", "naive"]
+Recompute = Literal["off", "full-res", "all"]
 ProbeRecorder = Callable[[int, dict[tuple[int, int], torch.Tensor], torch.Tensor], None]
 NodeNorm = Literal["none", "bn", "rms"]
 NUM_INPUTS = 2
-
-
-_CONV_OPS = frozenset({torch.ops.aten.convolution.default})
-
-
-def _policy(ctx: object, op: object, *args: object, **kwargs: object) -> CheckpointPolicy:
-    return CheckpointPolicy.MUST_SAVE if op in _CONV_OPS else CheckpointPolicy.PREFER_RECOMPUTE
-
-
-def _save_convs() -> tuple[object, object]:
-    return create_selective_checkpoint_contexts(_policy)
 
 
 def edge_list(num_nodes: int) -> list[tuple[int, int]]:
@@ -211,8 +199,7 @@ class SearchCell(nn.Module):
                 if self._relu_users[src] and relus[src] is None:
                     relus[src] = F.relu(x)
                 if self.recompute and torch.is_grad_enabled():
-                    y = checkpoint(self._edge, e, x, relus[src], w_rows[e], use_reentrant=False,
-                                   context_fn=_save_convs)
+                    y = checkpoint(self._edge, e, x, relus[src], w_rows[e], use_reentrant=False)
                 else:
                     y = self._edge(e, x, relus[src], w_rows[e])
                 total = y if total is None else total + y
@@ -236,7 +223,8 @@ class SearchNetwork(nn.Module):
     def __init__(self, ops: Sequence[str], activation: Callable[[torch.Tensor], torch.Tensor],
                  channels: int = 16, layers: int = 8, num_nodes: int = 4, num_classes: int = 10,
                  stem_multiplier: int = 3, node_norm: NodeNorm = "none",
-                 alpha_init: float = 1e-3, impl: Impl = "fast", recompute: bool = False) -> None:
+                 alpha_init: float = 1e-3, impl: Impl = "fast",
+                 recompute: Recompute = "off") -> None:
         super().__init__()
         if layers < 3:
             raise ValueError(f"a search network needs at least 3 cells, got {layers}")
@@ -265,8 +253,10 @@ class SearchNetwork(nn.Module):
         # Random init as in DARTS (1e-3 * randn); FairDARTS starts every alpha at 0.
         self.alpha_normal = nn.Parameter(alpha_init * torch.randn(num_edges, len(ops)))
         self.alpha_reduce = nn.Parameter(alpha_init * torch.randn(num_edges, len(ops)))
-        for cell in self.cells:
-            cell.recompute = recompute
+        if recompute not in ("off", "full-res", "all"):
+            raise ValueError(f"recompute must be off, full-res or all, got {recompute!r}")
+        for i, cell in enumerate(self.cells):
+            cell.recompute = recompute == "all" or (recompute == "full-res" and i < layers // 3)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 # Batch statistics in every mode: search-time evaluation and probing then
