@@ -9,7 +9,7 @@ import networkx as nx
 
 from nasctl.errors import NasctlError
 from nasctl.genotypes.genotype import Genotype, intermediate_nodes
-from nasctl.genotypes.spaces import CELL_NAMES
+from nasctl.genotypes.spaces import CELL_NAMES, DARTS_CELL
 
 _OP_COLORS = {
     "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#17becf", "sep_conv_7x7": "#aec7e8",
@@ -22,6 +22,9 @@ _OP_COLORS = {
 def draw_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
     """Write a figure of the normal and reduce cells; the format follows the suffix."""
     out = Path(path)
+    if genotype.search_space != DARTS_CELL:
+        raise NasctlError(f"drawing supports darts-cell genotypes; this one is "
+                          f"{genotype.search_space} (`nasctl genotypes show` lists its layers)")
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise NasctlError(f"{out}: draw writes .png, .svg or .pdf files")
     try:

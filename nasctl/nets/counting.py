@@ -65,7 +65,7 @@ _BATCH_NORM = {
     aten.native_batch_norm.default,
     aten.cudnn_batch_norm.default,
 }
-_RELU = {aten.relu.default, aten.relu_.default}
+_RELU = {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
 _ADD = {aten.add.Tensor, aten.add_.Tensor}
 _POOL = {
     aten.max_pool2d_with_indices.default,
