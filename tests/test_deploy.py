@@ -180,6 +180,11 @@ def test_export_report_has_parity_latency_and_counts(tiny: ModelSource, tmp_path
     checks = {c["figure"]: c for c in report["validation"]["agreement"]}
     assert all(c["status"] == "pass" for c in checks.values())
     assert report["validation"]["paper"]["status"] == "not-comparable"  # C=4, 3 cells
+    floor = report["compute_floor"]
+    assert floor["macs"] == report["validation"]["torch"]["macs_convfc"] > 0
+    assert floor["floor_ms"] == pytest.approx(floor["macs"] / floor["peak_macs_per_s"] * 1e3,
+                                              rel=1e-3)
+    assert rows["ort"]["latency"]["x_floor"] > 0
 
 
 def test_cli_export_json_and_a_failed_parity_exits_1(tmp_path: Path) -> None:

@@ -180,6 +180,13 @@ def _print_export(report: dict[str, Any], out: Path) -> None:
                 console.print(f"[bold red]{row['runtime']} {key}[/]: "
                               f"{escape(row[key]['error'])}")
     _print_validation(report["validation"])
+    floor = report["compute_floor"]
+    ort_row = next((r for r in report["runtimes"] if r["runtime"] == "ort"
+                    and "x_floor" in r["latency"]), None)
+    distance = f"; ORT CPU is {ort_row['latency']['x_floor']}x above it" if ort_row else ""
+    console.print(f"compute floor (batch {report['options']['latency_batch']}): "
+                  f"{floor['floor_ms']:.2f} ms = MACs / measured peak "
+                  f"{floor['peak_macs_per_s'] / 1e9:.1f} GMAC/s{distance}")
     verdict = "[green]all checks passed[/]" if report["passed"] else "[bold red]FAILED[/]"
     console.print(f"{verdict}; report: {out / 'report.json'}")
 

@@ -94,6 +94,7 @@ def export_and_check(source: ModelSource, options: ExportOptions,
     report["runtimes"] = rows
     emit({"event": "stage", "stage": "counting"})
     report["validation"] = _validation(source, artifacts)
+    report["compute_floor"] = _compute_floor(report, options)
     report["passed"] = _passed(report)
     write_json(out / "report.json", report)
     return report
@@ -325,6 +326,22 @@ def _paper(source: ModelSource, params: int, aux: int, macs: int, macs_all: int,
     statuses = [row["status"] for row in rows.values()]
     worst = next((s for s in ("fail", "explained", "pass") if s in statuses), "no-reference")
     return {"status": worst, "card": card.name, **rows}
+
+
+def _compute_floor(report: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """Batch-1 CPU floor: conv+FC MACs over this CPU's measured peak multiply-add rate;
+    each CPU latency row gets its distance from it."""
+    from nasctl.deploy.bench import peak_macs_per_second
+
+    peak = peak_macs_per_second(threads=options.threads, seconds=0.5)
+    macs = report["validation"]["torch"]["macs_convfc"] * options.latency_batch
+    floor_ms = macs / peak * 1000.0
+    for row in report["runtimes"]:
+        latency = row["latency"]
+        if row.get("device") == "cpu" and latency["status"] == "pass":
+            latency["x_floor"] = round(latency["median_ms"] / floor_ms, 2)
+    return {"peak_macs_per_s": round(peak), "threads": options.threads,
+            "macs": macs, "floor_ms": round(floor_ms, 4)}
 
 
 def _passed(report: dict[str, Any]) -> bool:
