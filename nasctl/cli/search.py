@@ -76,8 +76,10 @@ def search_cmd(
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last",
                                                 help="NHWC tensors (faster on CPU and "
                                                 "CUDA)")] = True,
-    recompute: Annotated[bool, typer.Option("--recompute", help="recompute cheap ops in "
-                                            "backward: less memory, more time")] = False,
+    recompute: Annotated[str, typer.Option("--recompute", help="recompute edges in backward: "
+                                           "off, full-res (cells up to the first "
+                                           "reduction), all; auto = full-res on CPU, off on "
+                                           "CUDA. Less memory, more time")] = "auto",
     workers: Annotated[int, typer.Option("--workers", help="data loader workers")] = 0,
     steps_per_epoch: Annotated[int | None, _opt("limit steps per epoch", "--steps-per-epoch",
                                                 "--limit-batches")] = None,

@@ -13,9 +13,9 @@ after each pooling op. Two forward paths compute the same function
   skipped (they add zero), the mixture is accumulated with fused multiply-adds, and
   references are dropped as soon as a node is no longer read. ``recompute`` makes each
   edge a checkpoint region that keeps only the edge's inputs and recomputes the edge in
-  backward, in every cell (``all``) or only in the full-resolution cells before the first
-  reduction (``full-res``, which hold about half of the activations): less memory for more
-  time, exactly the same values.
+  backward, in every cell (``all``) or only in the cells that read full-resolution inputs,
+  up to and including the first reduction cell (``full-res``, about 60% of the
+  activations): less memory for more time, exactly the same values.
 
 Every BatchNorm uses batch statistics in every mode (no running statistics), as the
 search network only ever trains; ``none`` ops are never computed.
@@ -256,7 +256,7 @@ class SearchNetwork(nn.Module):
         if recompute not in ("off", "full-res", "all"):
             raise ValueError(f"recompute must be off, full-res or all, got {recompute!r}")
         for i, cell in enumerate(self.cells):
-            cell.recompute = recompute == "all" or (recompute == "full-res" and i < layers // 3)
+            cell.recompute = recompute == "all" or (recompute == "full-res" and i <= layers // 3)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 # Batch statistics in every mode: search-time evaluation and probing then
