@@ -152,7 +152,8 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
                         drop_path_on=cfg.drop_path_on)  # type: ignore[arg-type]
     network = {"dataset": cfg.dataset, "C": cfg.channels, "layers": cfg.layers,
                "num_classes": num_classes, "auxiliary": cfg.auxiliary_weight > 0,
-               "drop_path_on": next(m for m in net.modules() if isinstance(m, Cell)).drop_path_on}
+               "drop_path_on": next((m.drop_path_on for m in net.modules() if isinstance(m, Cell)),
+                                    None)}  # None: a chain network has no cells
     channels_last = cuda and cfg.channels_last
     net.to(device)
     if channels_last:
@@ -195,7 +196,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
     final: dict[str, Any] = dict(ckpt["metrics"]) if ckpt is not None else {}
     for epoch in range(start_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
-        net.drop_path_prob = drop_path_at(cfg, epoch)  # type: ignore[assignment]  # plain float
+        net.drop_path_prob = drop_path_at(cfg, epoch)  # type: ignore[assignment]
         lr = optimizer.param_groups[0]["lr"]
         set_loader_epoch(train_loader, epoch)
         if train_loader.generator is not None:  # shuffle order is a function of (seed, epoch)
