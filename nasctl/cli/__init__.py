@@ -36,6 +36,7 @@ app = _App(
     help="Differentiable NAS (FairDARTS, iDARTS, DARTS) from search to a validated engine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
 )
 
@@ -46,5 +47,5 @@ from nasctl.cli import search as _search  # noqa: E402
 from nasctl.cli import train as _train  # noqa: E402
 from nasctl.cli import validate as _validate  # noqa: E402
 
-for _module in (_genotypes, _validate, _train, _export, _search, _pipeline):
+for _module in (_pipeline, _search, _train, _export, _validate, _genotypes):
     _module.register(app)
