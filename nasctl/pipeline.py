@@ -22,7 +22,7 @@ STAGES = ("search", "train", "export")
 CHECKPOINTS = {"search": "checkpoint.pt", "train": "last.pt"}  # what an interrupted stage left
 
 # Small settings for the embedded dataset: the whole path in minutes on two CPU cores.
-DIGITS_SEARCH = {"init_channels": 8, "layers": 5, "batch_size": 32, "epochs": 4}
+DIGITS_SEARCH = {"init_channels": 8, "layers": 5, "batch_size": 32, "epochs": 2}
 
 
 @dataclass

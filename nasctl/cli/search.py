@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
+from nasctl.errors import NasctlError
 
 METHOD_HELP = "fairdarts, idarts or darts"
 
@@ -27,6 +28,16 @@ def _opt(help_: str, *names: str, hidden: bool = False) -> Any:
 def search_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="run folder", show_default=False)],
     method: Annotated[str, typer.Option("--method", help=METHOD_HELP)] = "fairdarts",
+    space: Annotated[str, typer.Option("--space", help="cell (DARTS cells) or mbconv "
+                                       "(FairDARTS's MobileNetV2-like chain)")] = "cell",
+    width_mult: Annotated[float, typer.Option("--width-mult", help="mbconv: width "
+                                              "multiplier")] = 1.0,
+    macs_target: Annotated[float | None, _opt("mbconv: MAC budget in millions (e.g. 386), "
+                                              "a differentiable penalty", "--macs-target")] = None,
+    macs_weight: Annotated[float, typer.Option("--macs-weight", help="mbconv: weight of the "
+                                               "MAC penalty")] = 1.0,
+    macs_resolution: Annotated[int, typer.Option("--macs-resolution", help="mbconv: input "
+                                                 "size the budget refers to")] = 224,
     dataset: Annotated[str, typer.Option("--dataset", help="digits, cifar10, cifar100, "
                                          "imagenet")] = "digits",
     data_dir: Annotated[str | None, _opt("folder holding the dataset", "--data-dir")] = None,
@@ -94,6 +105,13 @@ def search_cmd(
     Under `torchrun --nproc-per-node N -m nasctl search ...` it runs data-parallel."""
     from nasctl.search import SearchConfig, run_search
 
+    if space == "mbconv":
+        _search_mbconv(out, method, dataset, data_dir, width_mult, macs_target, macs_weight,
+                       macs_resolution, epochs, batch_size, lr, arch_lr, train_portion,
+                       steps_per_epoch, seed, device, as_json)
+        return
+    if space != "cell":
+        raise NasctlError(f"unknown --space {space!r} (cell or mbconv)")
     method_options: dict[str, Any] = {
         "fairdarts": {"w01": w01, "loss01": loss01, "discretization": discretization,
                       "threshold": threshold},
@@ -141,6 +159,46 @@ def search_cmd(
     for key, path in result.files.items():
         if key != "genotype":
             table.add_row(key, path)
+    console.print(table)
+    for note in result.notes:
+        err_console.print(f"note: {note}")
+
+
+def _search_mbconv(out: Path, method: str, dataset: str, data_dir: str | None,
+                   width_mult: float, macs_target: float | None, macs_weight: float,
+                   macs_resolution: int, epochs: int | None, batch_size: int | None,
+                   lr: float | None, arch_lr: float | None, train_portion: float,
+                   steps_per_epoch: int | None, seed: int, device: str, as_json: bool) -> None:
+    from nasctl.search.mbconv_search import MBConvSearchConfig, search_mbconv
+
+    config = MBConvSearchConfig(
+        method=method, dataset=dataset, data_dir=data_dir, width_mult=width_mult,
+        macs_target=None if macs_target is None else macs_target * 1e6,
+        macs_weight=macs_weight, macs_resolution=macs_resolution, epochs=epochs,
+        batch_size=batch_size, lr=lr, arch_lr=arch_lr, train_portion=train_portion,
+        steps_per_epoch=steps_per_epoch, seed=seed, device=device)
+    if as_json:
+        result = search_mbconv(config, out)
+    else:
+        with _SearchProgress() as progress:
+            result = search_mbconv(config, out, on_event=progress.on_event)
+    chain = result.genotype.cells["chain"]
+    layers = [str(chain.nodes[n].get("op")) for n in sorted(chain.nodes)]
+    summary = {"run_dir": str(result.run_dir), "space": "mbconv", "method": method,
+               "dataset": dataset, "epochs": result.epochs_run, "layers": layers,
+               "macs": result.macs, "macs_target": config.macs_target,
+               "files": result.files, "notes": result.notes}
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"search: {method} on {dataset}, mbconv space", box=box.SIMPLE_HEAD,
+                  show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("layers", ", ".join(layers))
+    table.add_row(f"MACs at {macs_resolution}px", f"{result.macs:,}")
+    for key, path in result.files.items():
+        table.add_row(key, path)
     console.print(table)
     for note in result.notes:
         err_console.print(f"note: {note}")
