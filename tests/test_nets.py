@@ -96,3 +96,26 @@ def test_dead_node_shrinks_the_cell_output() -> None:
     net = build_network(load_genotype("FairDARTS_a"), C=4, layers=3)
     # 3 cells: normal (3 live nodes), then reductions at 3//3 and 2*3//3 (4 live nodes)
     assert [cell.multiplier for cell in net.cells] == [3, 4, 4]
+
+
+def test_cells_whose_output_nobody_reads_are_not_computed() -> None:
+    from nasctl.genotypes import from_fairdarts
+
+    # normal cells read only node 0 (cell k-2), so with reductions at cells 1 and 3 the
+    # reduction cells feed nothing the classifier sees
+    g = from_fairdarts({"normal": [("sep_conv_3x3", 2, 0), ("skip_connect", 3, 0)],
+                        "reduce": [("sep_conv_3x3", 2, 0), ("max_pool_3x3", 3, 1)]})
+    torch.manual_seed(0)
+    net = build_network(g, dataset="digits", C=4, layers=5, auxiliary=True).eval()
+    assert sorted(net._live_eval) == [0, 2, 4]
+    assert sorted(net._live_train) == [0, 1, 2, 3, 4]  # the aux head reads cell 3
+    live_macs = count_macs(net, 32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        skipped = net(x)
+        net._live_eval = frozenset(range(5))
+        everything = net(x)
+    assert torch.equal(skipped, everything)  # same function, less work
+    all_macs = count_macs(net, 32)
+    assert live_macs.convfc < all_macs.convfc
+    assert live_macs.params_used < all_macs.params_used

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console()
 err_console = Console(stderr=True)
@@ -15,3 +16,25 @@ err_console = Console(stderr=True)
 def print_json(obj: Any) -> None:
     """Print exactly one JSON document on stdout (for `--json`)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+class EpochProgress:
+    """Two rich bars (epochs, steps in the epoch) that a loop's events drive; subclasses
+    map their loop's events in ``on_event``."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                            console=console)
+        self.epochs = self.bar.add_task("epochs", total=None, info="")
+        self.steps = self.bar.add_task("steps", total=None, info="")
+
+    def __enter__(self) -> Self:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasctl.cli._out import console, err_console, print_json
+from nasctl.cli._out import EpochProgress, console, err_console, print_json
 from nasctl.errors import NasctlError
 
 METHOD_HELP = "fairdarts, idarts or darts"
@@ -204,22 +203,8 @@ def _search_mbconv(out: Path, method: str, dataset: str, data_dir: str | None,
         err_console.print(f"note: {note}")
 
 
-class _SearchProgress:
+class _SearchProgress(EpochProgress):
     """A rich progress display fed by the search loop's events."""
-
-    def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                            console=console)
-        self.epochs = self.bar.add_task("epochs", total=None, info="")
-        self.steps = self.bar.add_task("steps", total=None, info="")
-
-    def __enter__(self) -> _SearchProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)  # type: ignore[arg-type]
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["event"]

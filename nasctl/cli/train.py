@@ -12,7 +12,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasctl.cli._out import console, print_json
+from nasctl.cli._out import EpochProgress, console, print_json
 from nasctl.errors import NasctlError
 
 
@@ -170,22 +170,8 @@ def eval_cmd(
     console.print(table)
 
 
-class _TrainProgress:
+class _TrainProgress(EpochProgress):
     """A rich progress display fed by the training loop's events."""
-
-    def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                            console=console)
-        self.epochs = self.bar.add_task("epochs", total=None, info="")
-        self.steps = self.bar.add_task("steps", total=None, info="")
-
-    def __enter__(self) -> _TrainProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)  # type: ignore[arg-type]
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["event"]

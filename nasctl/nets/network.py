@@ -185,8 +185,23 @@ class DartsNetwork(nn.Module):
                 c_aux = c_prev
         if auxiliary:
             self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, self.imagenet_stem)
+        self._live_eval = self._cells_read_by([layers - 1])
+        self._live_train = self._cells_read_by(
+            [layers - 1] + ([self._aux_position] if auxiliary else []))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
+
+    def _cells_read_by(self, outputs: list[int]) -> frozenset[int]:
+        """Cells whose output reaches ``outputs``. A FairDARTS cell that never reads its
+        k-1 input makes every other cell dead (an exported graph drops them), so they are
+        not computed; their modules stay, keeping official parameter counts."""
+        live = set(outputs)
+        for i in range(len(self.cells) - 1, -1, -1):
+            if i in live:
+                cell = self.cells[i]
+                live |= {j for j, reads in ((i - 2, cell._reads0), (i - 1, cell._reads1))
+                         if reads and j >= 0}
+        return frozenset(live)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.imagenet_stem:
@@ -195,8 +210,9 @@ class DartsNetwork(nn.Module):
         else:
             s0 = s1 = self.stem(x)
         aux_logits = None
+        live = self._live_train if self.training else self._live_eval
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, (cell(s0, s1, self.drop_path_prob) if i in live else s1)
             if i == self._aux_position and self._auxiliary and self.training:
                 aux_logits = self.auxiliary_head(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
