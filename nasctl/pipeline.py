@@ -122,7 +122,8 @@ def summarize(root: Path) -> dict[str, Any]:
         "checkpoint": str(root / "train" / "best.pt"),
         "onnx": str(root / "export" / "model.onnx"),
         "search": {k: search.get(k) for k in ("genotype", "epochs_run") if k in search},
-        "accuracy": {k: v for k, v in train.items() if "top1" in k or "top5" in k},
+        "test_top1": train.get("best_top1"),  # the best epoch's, which best.pt holds
+        "best_epoch": train.get("best_epoch"),
         "params": validation.get("torch", {}).get("params"),
         "macs": validation.get("torch", {}).get("macs_convfc"),
         "validation": validation.get("paper", {}).get("status"),

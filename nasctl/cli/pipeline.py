@@ -84,8 +84,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     table.add_row("genotype", s["genotype"])
     table.add_row("checkpoint", s["checkpoint"])
     table.add_row("onnx", s["onnx"])
-    for key, value in s["accuracy"].items():
-        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    if s["test_top1"] is not None:
+        table.add_row("test top-1", f"{s['test_top1']:.2f}% (epoch {s['best_epoch']}, best.pt)")
     table.add_row("params", f"{s['params']:,}" if s["params"] else "?")
     table.add_row("MACs (conv+FC)", f"{s['macs']:,}" if s["macs"] else "?")
     table.add_row("validation", str(s["validation"]))
