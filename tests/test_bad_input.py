@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli import assert_refused, nasctl
 
 from nasctl.genotypes import load_genotype
 from nasctl.genotypes.io import genotype_to_dict
@@ -67,18 +66,6 @@ CASES: dict[str, tuple[object, str]] = {
 }
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nasctl", *args], capture_output=True,
-                          text=True, timeout=120)
-
-
-def _assert_clean_refusal(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -86,15 +73,15 @@ def test_malformed_genotype_file_is_refused(case: str, tmp_path: Path) -> None:
     content, expected = CASES[case]
     path = tmp_path / "bad.genotype.json"
     path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
-    _assert_clean_refusal(_run("genotypes", "show", str(path)), str(path), expected)
+    assert_refused(nasctl("genotypes", "show", str(path)), str(path), expected)
 
 
 def test_directory_is_refused(tmp_path: Path) -> None:
-    _assert_clean_refusal(_run("validate", str(tmp_path)), "is a directory")
+    assert_refused(nasctl("validate", str(tmp_path)), "is a directory")
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
-    _assert_clean_refusal(_run("validate", str(tmp_path / "nope.json")), "nope.json")
+    assert_refused(nasctl("validate", str(tmp_path / "nope.json")), "nope.json")
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -104,6 +91,6 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
     ("Genotype(normal=[('sep_conv_3x3', 2, 0)], reduce=[('bogus_op', 2, 1)])", "unknown op"),
 ])
 def test_bad_genotype_strings_are_refused(text: str, expected: str, tmp_path: Path) -> None:
-    _assert_clean_refusal(_run("genotypes", "import", text, "--out", str(tmp_path / "g.json")),
+    assert_refused(nasctl("genotypes", "import", text, "--out", str(tmp_path / "g.json")),
                           expected)
     assert not (tmp_path / "g.json").exists()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli import nasctl
 from torch import nn
 
 from nasctl.deploy.bench import host_info, measure
@@ -21,11 +20,6 @@ from nasctl.errors import BackendUnavailable
 from nasctl.export.onnx_export import export_onnx
 from nasctl.export.source import ModelSource, load_model_source
 from nasctl.nets.counting import count_macs, count_params
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nasctl", *args], capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -191,19 +185,19 @@ def test_cli_export_json_and_a_failed_parity_exits_1(tmp_path: Path) -> None:
     common = ["export", "DARTS_V2", "--C", "4", "--layers", "3", "--exporter", "torchscript",
               "--runtimes", "torch,ort", "--samples", "4", "--latency-runs", "2", "--threads",
               "1", "--json"]
-    proc = _run(*common, "--out", str(tmp_path / "ok"))
+    proc = nasctl(*common, "--out", str(tmp_path / "ok"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)  # exactly one JSON document on stdout
     assert report["passed"] and (tmp_path / "ok" / "model.onnx").exists()
     # zero tolerance: ORT's reassociated sums differ from eager in the last bits
-    proc = _run(*common, "--atol", "0", "--rtol", "0", "--out", str(tmp_path / "strict"))
+    proc = nasctl(*common, "--atol", "0", "--rtol", "0", "--out", str(tmp_path / "strict"))
     assert proc.returncode == 1, proc.stderr
     ort_row = next(r for r in json.loads(proc.stdout)["runtimes"] if r["runtime"] == "ort")
     assert ort_row["parity"]["status"] == "failed" and ort_row["parity"]["violations"] > 0
 
 
 def test_cli_bench_an_onnx_file(tiny_onnx: str) -> None:
-    proc = _run("bench", tiny_onnx, "--backend", "ort,torch,trt", "--runs", "3", "--warmup",
+    proc = nasctl("bench", tiny_onnx, "--backend", "ort,torch,trt", "--runs", "3", "--warmup",
                 "1", "--threads", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)

@@ -4,18 +4,13 @@ validate, train and export accept."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-
-def _nasctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nasctl", *args], capture_output=True,
-                          text=True, timeout=600)
+from cli import nasctl
 
 
 def test_mbconv_search_then_validate_train_export(tmp_path: Path) -> None:
-    search = _nasctl("search", "--space", "mbconv", "--dataset", "digits", "--width-mult",
+    search = nasctl("search", "--space", "mbconv", "--dataset", "digits", "--width-mult",
                      "0.25", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16",
                      "--macs-target", "386", "--out", str(tmp_path / "s"), "--json")
     assert search.returncode == 0, search.stderr[-2000:]
@@ -24,17 +19,17 @@ def test_mbconv_search_then_validate_train_export(tmp_path: Path) -> None:
     assert any("386.0M target" in note for note in summary["notes"])
     genotype = tmp_path / "s" / "genotype.json"
 
-    validate = _nasctl("validate", str(genotype), "--dataset", "imagenet", "--json")
+    validate = nasctl("validate", str(genotype), "--dataset", "imagenet", "--json")
     assert validate.returncode == 0, validate.stderr
     (row,) = json.loads(validate.stdout)
     assert row["macs"] == summary["macs"]  # the search's report and the counter agree
 
-    train = _nasctl("train", str(genotype), "--recipe", "digits", "--epochs", "1",
+    train = nasctl("train", str(genotype), "--recipe", "digits", "--epochs", "1",
                     "--steps-per-epoch", "2", "--eval-batches", "1", "--out",
                     str(tmp_path / "t"), "--json")
     assert train.returncode == 0, train.stderr[-2000:]
 
-    export = _nasctl("export", str(tmp_path / "t" / "best.pt"), "--onnx", "--out",
+    export = nasctl("export", str(tmp_path / "t" / "best.pt"), "--onnx", "--out",
                      str(tmp_path / "e"), "--runtimes", "torch,ort", "--json")
     assert export.returncode == 0, export.stderr[-2000:]
     report = json.loads(export.stdout)
@@ -43,5 +38,5 @@ def test_mbconv_search_then_validate_train_export(tmp_path: Path) -> None:
 
 
 def test_unknown_space_is_refused() -> None:
-    proc = _nasctl("search", "--space", "hexagon", "--out", "/tmp/never")
+    proc = nasctl("search", "--space", "hexagon", "--out", "/tmp/never")
     assert proc.returncode == 2 and "unknown --space" in proc.stderr

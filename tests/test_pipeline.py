@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from cli import nasctl
 
 TINY = ["--search-epochs", "1", "--search-steps", "2", "--train-epochs", "1",
         "--train-steps", "3"]
 
 
-def _nasctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nasctl", *args], capture_output=True,
-                          text=True, timeout=900)
-
 
 def test_pipeline_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "p"
-    proc = _nasctl("pipeline", "--out", str(out), "--json", *TINY)
+    proc = nasctl("pipeline", "--out", str(out), "--json", *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["passed"] and summary["counts_agree"]
@@ -29,10 +25,10 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert (out / "export" / "model.onnx").stat().st_size > 1000
     assert summary["params"] > 0 and summary["macs"] > 0 and summary["latency_ms"] > 0
 
-    again = _nasctl("pipeline", "--out", str(out), "--json", "--resume", *TINY)
+    again = nasctl("pipeline", "--out", str(out), "--json", "--resume", *TINY)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads(again.stdout)["seconds"] == {}  # every stage was already complete
 
-    refused = _nasctl("pipeline", "--out", str(out), *TINY)
+    refused = nasctl("pipeline", "--out", str(out), *TINY)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     assert "Traceback" not in refused.stderr

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli import assert_refused, nasctl
 from typer.testing import CliRunner
 
 from nasctl.cli import app
@@ -26,18 +25,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "best.pt"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nasctl", *args], capture_output=True,
-                          text=True, timeout=300)
-
-
-def _assert_refused(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_eval_reports_the_checkpoints_accuracy(checkpoint: Path) -> None:
@@ -63,13 +50,13 @@ def test_eval_reports_the_checkpoints_accuracy(checkpoint: Path) -> None:
 
 
 def test_missing_genotype_is_refused(tmp_path: Path) -> None:
-    _assert_refused(_run("train", str(tmp_path / "missing.genotype.json"), "--out",
+    assert_refused(nasctl("train", str(tmp_path / "missing.genotype.json"), "--out",
                          str(tmp_path / "run")), "missing.genotype.json")
     assert not (tmp_path / "run").exists()
 
 
 def test_class_count_mismatch_is_refused(checkpoint: Path) -> None:
-    _assert_refused(_run("eval", str(checkpoint), "--dataset", "cifar100"),
+    assert_refused(nasctl("eval", str(checkpoint), "--dataset", "cifar100"),
                     "10 classes", "cifar100 has 100")
 
 
@@ -80,19 +67,19 @@ def test_corrupt_and_truncated_checkpoints_are_refused(checkpoint: Path, tmp_pat
     data = checkpoint.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     for path in (corrupt, truncated):
-        _assert_refused(_run("eval", str(path)), str(path), "corrupt or truncated")
-    _assert_refused(_run("eval", str(tmp_path / "absent.pt")), "no such checkpoint")
+        assert_refused(nasctl("eval", str(path)), str(path), "corrupt or truncated")
+    assert_refused(nasctl("eval", str(tmp_path / "absent.pt")), "no such checkpoint")
 
 
 def test_bad_training_settings_are_refused(tmp_path: Path) -> None:
-    _assert_refused(_run("train", "DARTS_V2", "--out", str(tmp_path / "a"), "--set", "epoch=3"),
+    assert_refused(nasctl("train", "DARTS_V2", "--out", str(tmp_path / "a"), "--set", "epoch=3"),
                     "unknown setting 'epoch'")
     yaml_cfg = tmp_path / "cfg.yaml"
     yaml_cfg.write_text("epochs: 1\n")
-    proc = _run("train", "DARTS_V2", "--out", str(tmp_path / "b"), "--config", str(yaml_cfg),
+    proc = nasctl("train", "DARTS_V2", "--out", str(tmp_path / "b"), "--config", str(yaml_cfg),
                 "--set", "layers=2")
     if proc.returncode == 2 and "PyYAML" in proc.stderr:
-        _assert_refused(proc, "cfg.yaml", "PyYAML")
+        assert_refused(proc, "cfg.yaml", "PyYAML")
     else:
-        _assert_refused(proc, "layers must be >= 3")
-    _assert_refused(_run("train", "--resume", "--out", str(tmp_path / "c")), "nothing to resume")
+        assert_refused(proc, "layers must be >= 3")
+    assert_refused(nasctl("train", "--resume", "--out", str(tmp_path / "c")), "nothing to resume")
