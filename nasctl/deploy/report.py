@@ -341,7 +341,7 @@ def _compute_floor(report: dict[str, Any], options: ExportOptions) -> dict[str, 
         if row.get("device") == "cpu" and latency["status"] == "pass":
             latency["x_floor"] = round(latency["median_ms"] / floor_ms, 2)
     return {"peak_macs_per_s": round(peak), "threads": options.threads,
-            "macs": macs, "floor_ms": round(floor_ms, 4)}
+            "macs": macs, "floor_ms": float(f"{floor_ms:.4g}")}
 
 
 def _passed(report: dict[str, Any]) -> bool:
