@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -42,7 +43,7 @@ def validate_cmd(
         raise NasctlError("name genotypes to validate (zoo names or files), or pass --all")
     genotypes = [read_any(n) for n in names]  # refuse bad input before the slow counting
     rows = []
-    with console.status("counting...", spinner="dots") if not as_json else _nothing():
+    with console.status("counting...", spinner="dots") if not as_json else nullcontext():
         for genotype in genotypes:
             rows.append(validate_genotype(genotype, dataset))
     if as_json:
@@ -51,14 +52,6 @@ def validate_cmd(
         _print_rows(rows, dataset)
     if any(r.status == "fail" for r in rows):
         raise typer.Exit(1)
-
-
-class _nothing:  # noqa: N801 - a null context manager with no import cost
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _print_rows(rows: list[ValidationRow], dataset: str) -> None:

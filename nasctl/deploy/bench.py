@@ -73,19 +73,13 @@ def bench_runtimes(artifacts: Artifacts, names: list[str], batches: list[int],
     a reason, never errors."""
     from nasctl.deploy.report import runtime_precision
     from nasctl.deploy.runtimes import make_runtime
-    from nasctl.errors import BackendUnavailable
 
     emit = on_event or (lambda event: None)
     rows: list[dict[str, Any]] = []
     for name in names:
         runtime = make_runtime(name, runtime_precision(name, precision), threads)
         base = {"runtime": name, "device": runtime.device, "precision": runtime.precision}
-        reason = runtime.unavailable_reason()
-        if reason is None:
-            try:
-                runtime.load(artifacts)
-            except BackendUnavailable as exc:
-                reason = str(exc)
+        reason = runtime.try_load(artifacts)
         if reason is not None:
             rows.append({**base, "status": "unavailable", "reason": reason})
             continue

@@ -211,14 +211,9 @@ def _check_runtime(name: str, options: ExportOptions, artifacts: Artifacts,
                 "latency": _cell("unavailable", reason=reason)}
     row["device"] = runtime.device
     row["exported"] = _exported_cell(name, report)
-    reason = runtime.unavailable_reason()
-    if reason is None and row["exported"]["status"] not in ("pass", "reference"):
-        reason = f"no {'engine' if name == 'trt' else 'ONNX model'} to run"
-    if reason is None:
-        try:
-            runtime.load(artifacts)
-        except BackendUnavailable as exc:
-            reason = str(exc)
+    missing = (None if row["exported"]["status"] in ("pass", "reference")
+               else f"no {'engine' if name == 'trt' else 'ONNX model'} to run")
+    reason = runtime.unavailable_reason() or missing or runtime.try_load(artifacts)
     if reason is not None:
         return {**row, "parity": _cell("unavailable", reason=reason),
                 "latency": _cell("unavailable", reason=reason)}

@@ -59,6 +59,16 @@ class Runtime(ABC):
     @abstractmethod
     def load(self, artifacts: Artifacts) -> None: ...
 
+    def try_load(self, artifacts: Artifacts) -> str | None:
+        """Load if this runtime can run here; None on success, else why not (one line)."""
+        reason = self.unavailable_reason()
+        if reason is None:
+            try:
+                self.load(artifacts)
+            except BackendUnavailable as exc:
+                reason = str(exc)
+        return reason
+
     @abstractmethod
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Host array in, host array out (used for parity)."""
