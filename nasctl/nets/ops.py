@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nasctl.nets.dilated import DilatedDepthwiseConv2d
+
 
 class ReLUConvBN(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
@@ -37,8 +39,8 @@ class DilConv(nn.Module):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation,
-                      groups=c_in, bias=False),
+            DilatedDepthwiseConv2d(c_in, c_in, kernel, stride=stride, padding=padding,
+                                   dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
