@@ -17,16 +17,19 @@ def _outputs(net: SearchNetwork, x: torch.Tensor, y: torch.Tensor) -> list[torch
     return [logits.detach().clone()] + [p.grad.clone() for p in net.parameters()]
 
 
-@pytest.mark.parametrize(("ops", "act", "node_norm", "recompute"), [
-    (FAIRDARTS_OPS, torch.sigmoid, "none", "off"),
-    (DARTS_OPS, lambda a: torch.softmax(a, -1), "bn", "full-res"),
-    (DARTS_OPS, lambda a: torch.softmax(a, -1), "rms", "all"),
+@pytest.mark.parametrize(("ops", "act", "node_norm", "recompute", "channels_last"), [
+    (FAIRDARTS_OPS, torch.sigmoid, "none", "off", False),
+    (FAIRDARTS_OPS, torch.sigmoid, "none", "all", True),  # the CPU search's layout
+    (DARTS_OPS, lambda a: torch.softmax(a, -1), "bn", "full-res", False),
+    (DARTS_OPS, lambda a: torch.softmax(a, -1), "rms", "all", False),
 ])
-def test_fast_path_matches_naive(ops, act, node_norm, recompute) -> None:
+def test_fast_path_matches_naive(ops, act, node_norm, recompute, channels_last) -> None:
     torch.manual_seed(0)
     net = SearchNetwork(ops, act, channels=4, layers=3, node_norm=node_norm, alpha_init=0.5,
                         recompute=recompute)
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     net.impl = "naive"
     ref = _outputs(net, x, y)
     net.impl = "fast"

@@ -10,8 +10,10 @@ after each pooling op. Two forward paths compute the same function
   the benchmark and tests compare against);
 - ``fast`` (default): each node's ReLU is computed once and shared by every op on its
   out-edges that starts with a ReLU (sep/dil convs, FactorizedReduce), ``none`` ops are
-  skipped (they add zero), the mixture is accumulated with fused multiply-adds, and
-  references are dropped as soon as a node is no longer read. ``recompute`` makes each
+  skipped (they add zero), an op's mixture weight becomes the affine weight of its
+  trailing non-affine BN (no multiply, no saved BN output), the gradient a node gets from
+  the cell's concatenation is made dense once, and references are dropped as soon as a
+  node is no longer read. ``recompute`` makes each
   edge a checkpoint region that keeps only the edge's inputs and recomputes the edge in
   backward, in every cell (``all``) or only in the cells that read full-resolution inputs,
   up to and including the first reduction cell (``full-res``, about 60% of the
@@ -24,7 +26,7 @@ search network only ever trains; ``none`` ops are never computed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -83,20 +85,58 @@ class MixedOp(nn.Module):
         return sum(w * op(x) for w, op in zip(weights, self._ops, strict=True))  # type: ignore[return-value]
 
 
-def _after_relu(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The op minus its leading ReLU (same modules, no copy), or None if it has none."""
+def _stages(op: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The op as the sequence of modules it runs (the same modules, no copy)."""
     if isinstance(op, SepConv | DilConv | ReLUConvBN):
-        rest = list(op.op)[1:]
-
-        def run_rest(r: torch.Tensor) -> torch.Tensor:
-            for module in rest:
-                r = module(r)
-            return r
-
-        return run_rest
+        op = cast(nn.Sequential, op.op)
+    if isinstance(op, nn.Sequential):
+        return [stage for m in op for stage in _stages(m)]
     if isinstance(op, FactorizedReduce):
-        return lambda r: op.bn(torch.cat([op.conv_1(r), op.conv_2(r[:, :, 1:, 1:])], dim=1))
-    return None
+        return [op.relu, lambda r: torch.cat([op.conv_1(r), op.conv_2(r[:, :, 1:, 1:])], dim=1),
+                op.bn]
+    return [op]
+
+
+class _DenseGrad(torch.autograd.Function):
+    """Identity whose backward hands on a dense copy of the gradient. A node's gradient
+    from the cell's concatenation is a channel slice, and BatchNorm's CPU backward on such
+    a strided gradient is 4x slower: one copy per node is cheaper than that in every op."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ctx.memory_format = torch.channels_last if cl else torch.contiguous_format
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=ctx.memory_format)
+
+
+class _PlanEntry(NamedTuple):
+    """One op of the fast path: ``w * op(x)`` = ``tail(body(relu(x) or x), w)``."""
+
+    op_index: int
+    uses_relu: bool  # the op starts with a ReLU: it reads the node's shared ReLU
+    body: Callable[[torch.Tensor], torch.Tensor]
+    final_bn: nn.BatchNorm2d | None  # a trailing non-affine BN takes w as its affine weight
+
+
+def _plan_entry(k: int, op: nn.Module) -> _PlanEntry:
+    stages = _stages(op)
+    uses_relu = isinstance(stages[0], nn.ReLU)
+    if uses_relu:
+        stages = stages[1:]
+    last, final_bn = stages[-1], None
+    if isinstance(last, nn.BatchNorm2d) and not last.affine:
+        final_bn, stages = last, stages[:-1]
+
+    def body(x: torch.Tensor) -> torch.Tensor:
+        for stage in stages:
+            x = stage(x)
+        return x
+
+    return _PlanEntry(k, uses_relu, body, final_bn)
 
 
 class SearchCell(nn.Module):
@@ -122,30 +162,35 @@ class SearchCell(nn.Module):
         self._build_plan(ops)
 
     def _build_plan(self, ops: Sequence[str]) -> None:
-        """Precompute the fast path once: per edge, (op index, takes-relu, callable)."""
-        self._plan: list[list[tuple[int, bool, Callable[[torch.Tensor], torch.Tensor]]]] = []
+        """Precompute the fast path once: per edge, its ops as :class:`_PlanEntry`."""
+        self._plan: list[list[_PlanEntry]] = []
         self._relu_users = [False] * (NUM_INPUTS + self.num_nodes)
         for e, (src, _dst) in enumerate(self.edges):
-            entries = []
-            for k, (name, op) in enumerate(zip(ops, self._ops[e]._ops, strict=True)):
-                if name == "none":
-                    continue  # adds w * 0: nothing to compute, no gradient
-                rest = _after_relu(op)
-                if rest is not None:
-                    self._relu_users[src] = True
-                    entries.append((k, True, rest))
-                else:
-                    entries.append((k, False, op))
+            entries = [_plan_entry(k, op) for k, (name, op) in
+                       enumerate(zip(ops, self._ops[e]._ops, strict=True))
+                       if name != "none"]  # none adds w * 0: nothing to compute, no gradient
+            self._relu_users[src] |= any(entry.uses_relu for entry in entries)
             self._plan.append(entries)
         self._last_read = [max((e for e, (s, _) in enumerate(self.edges) if s == n), default=-1)
                            for n in range(NUM_INPUTS + self.num_nodes)]
 
     def _edge(self, e: int, x: torch.Tensor, relu_x: torch.Tensor | None,
               w: torch.Tensor) -> torch.Tensor:
+        """``sum_k w[k] * op_k(x)``. A trailing non-affine BN computes ``w[k] * BN(z)`` as
+        BN(z) with affine weight w[k]: no separate multiply, and neither step saves the BN's
+        output (its backward rebuilds it from the input it keeps anyway)."""
         total: torch.Tensor | None = None
-        for k, uses_relu, fn in self._plan[e]:
-            y = fn(relu_x if uses_relu else x)  # type: ignore[arg-type]
-            total = y * w[k] if total is None else torch.addcmul(total, y, w[k])
+        scales: torch.Tensor | None = None  # w as per-channel BN weights (contiguous: fast)
+        for entry in self._plan[e]:
+            z = entry.body(relu_x if entry.uses_relu else x)  # type: ignore[arg-type]
+            if entry.final_bn is None:
+                y = z * w[entry.op_index]
+            else:
+                if scales is None:
+                    scales = w.unsqueeze(1).expand(-1, z.shape[1]).contiguous()
+                y = F.batch_norm(z, None, None, scales[entry.op_index], None, True, 0.0,
+                                 entry.final_bn.eps)
+            total = y if total is None else total.add_(y)
         assert total is not None
         return total
 
@@ -161,8 +206,11 @@ class SearchCell(nn.Module):
             total: torch.Tensor | None = None
             for src in range(dst):
                 relu_x = F.relu(states[src])
-                for k, uses_relu, fn in self._plan[e]:
-                    y = fn(relu_x if uses_relu else states[src])
+                for entry in self._plan[e]:
+                    k = entry.op_index
+                    y = entry.body(relu_x if entry.uses_relu else states[src])
+                    if entry.final_bn is not None:
+                        y = entry.final_bn(y)
                     outputs[(e, k)] = y
                     total = y * weights[e, k] if total is None else total + y * weights[e, k]
                 e += 1
@@ -210,7 +258,7 @@ class SearchCell(nn.Module):
                 e += 1
             assert total is not None
             states[dst] = self._normalize(i, total)
-        return torch.cat(states[-self.multiplier:], dim=1)  # type: ignore[arg-type]
+        return torch.cat([_DenseGrad.apply(s) for s in states[-self.multiplier:]], dim=1)
 
 
 class SearchNetwork(nn.Module):
