@@ -5,12 +5,14 @@ Default setting (issue §7): batch 32, C=16, 8 cells, 32x32 inputs, CPU. Each
 (resource.getrusage ru_maxrss) is its own.
 
 - ``fast``: what ``nasctl search`` runs (the loop's own ``_arch_step``/``_weight_step``:
-  shared ReLUs, no ``none`` op, alpha-only gradients in the architecture step, frozen
-  alphas in the weight step, channels_last) with ``--recompute off``;
+  shared ReLUs, no ``none`` op, mixture weights folded into BNs, dilated convs on input
+  phases, alpha-only gradients in the architecture step, frozen alphas in the weight step,
+  channels_last) with ``--recompute off``;
 - ``fast+full-res`` (the CPU default) and ``fast+all``: the same, recomputing edges in
   backward in the full-resolution cells or in every cell;
 - ``naive``: the straightforward reference, as the official FairDARTS/DARTS code does it:
-  per-edge, per-op loop, full backward (all gradients) in both steps, NCHW.
+  per-edge, per-op loop, full backward (all gradients) in both steps, NCHW, PyTorch's own
+  dilated convs.
 
     python benchmarks/search_step.py [--methods fairdarts,idarts,darts] [--threads 1]
 """
@@ -32,6 +34,7 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     import torch
     import torch.nn.functional as F  # noqa: N812
 
+    from nasctl.nets.dilated import DilatedDepthwiseConv2d
     from nasctl.search import SearchConfig
     from nasctl.search.loop import _Search
 
@@ -44,6 +47,9 @@ def child(args: argparse.Namespace) -> dict[str, object]:
                        epochs=1)
     search = _Search(cfg, Path(args.tmp), resume=False, on_event=None)
     search.model.impl = "naive" if naive else "fast"
+    for m in search.model.modules():
+        if isinstance(m, DilatedDepthwiseConv2d):
+            m.phase_split = not naive  # the official code runs PyTorch's dilated conv
     g = torch.Generator().manual_seed(0)
     size = (args.batch, 3, args.size, args.size)
     xa, xw = torch.randn(size, generator=g), torch.randn(size, generator=g)

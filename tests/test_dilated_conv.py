@@ -63,5 +63,7 @@ def test_inference_export_and_counting_see_a_plain_dilated_conv() -> None:
     assert not conv.eval()._use_phases(x)
     conv.train()
     assert not conv._use_phases(x.detach().to("meta"))
+    conv.phase_split = False
+    assert not conv._use_phases(x)
     # same parameters and state_dict keys as nn.Conv2d: official checkpoints still load
     assert list(conv.state_dict()) == ["weight"]

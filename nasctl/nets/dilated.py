@@ -84,7 +84,10 @@ class _PhaseDepthwiseConv(torch.autograd.Function):
 
 class DilatedDepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters, same state_dict) for a depthwise, bias-free, dilated
-    kxk conv with "same" padding; in CPU training it runs on the input's phases."""
+    kxk conv with "same" padding; in CPU training it runs on the input's phases unless
+    ``phase_split`` is False (the benchmarks' stand-in for the official code)."""
+
+    phase_split = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._use_phases(x):
@@ -94,10 +97,11 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
     def _use_phases(self, x: torch.Tensor) -> bool:
         """Whether the phase form applies here and pays (CPU training with gradients)."""
         d, k, s = self.dilation[0], self.kernel_size[0], self.stride[0]
-        return (self.training and torch.is_grad_enabled() and x.device.type == "cpu"
-                   and x.dtype == self.weight.dtype and not torch.jit.is_tracing()
-                   and self.groups == self.in_channels == self.out_channels
-                   and self.bias is None and self.padding_mode == "zeros" and k % 2 == 1 and d > 1
-                   and self.dilation == (d, d) and self.kernel_size == (k, k)
-                   and self.padding == (d * (k - 1) // 2,) * 2 and self.stride in ((1, 1), (d, d))
-                   and (s == d or (x.shape[2] % d == 0 and x.shape[3] % d == 0)))
+        return (self.phase_split and self.training and torch.is_grad_enabled()
+                and x.device.type == "cpu" and x.dtype == self.weight.dtype
+                and not torch.jit.is_tracing()
+                and self.groups == self.in_channels == self.out_channels
+                and self.bias is None and self.padding_mode == "zeros" and k % 2 == 1 and d > 1
+                and self.dilation == (d, d) and self.kernel_size == (k, k)
+                and self.padding == (d * (k - 1) // 2,) * 2 and self.stride in ((1, 1), (d, d))
+                and (s == d or (x.shape[2] % d == 0 and x.shape[3] % d == 0)))
