@@ -12,8 +12,8 @@ after each pooling op. Two forward paths compute the same function
   out-edges that starts with a ReLU (sep/dil convs, FactorizedReduce), ``none`` ops are
   skipped (they add zero), an op's mixture weight becomes the affine weight of its
   trailing non-affine BN (no multiply, no saved BN output), the gradient a node gets from
-  the cell's concatenation is made dense once, and references are dropped as soon as a
-  node is no longer read. ``recompute`` makes each
+  the cell's concatenation is made dense once, max pooling keeps no argmax indices, and
+  references are dropped as soon as a node is no longer read. ``recompute`` makes each
   edge a checkpoint region that keeps only the edge's inputs and recomputes the edge in
   backward, in every cell (``all``) or only in the cells that read full-resolution inputs,
   up to and including the first reduction cell (``full-res``, about 60% of the
@@ -31,6 +31,7 @@ from typing import Any, Literal, NamedTuple, cast
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torch.nn.modules.utils import _pair
 from torch.utils.checkpoint import checkpoint
 
 from nasctl.nets.ops import POOL_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, make_op
@@ -85,8 +86,31 @@ class MixedOp(nn.Module):
         return sum(w * op(x) for w, op in zip(weights, self._ops, strict=True))  # type: ignore[return-value]
 
 
+class _MaxPoolNoIndices(torch.autograd.Function):
+    """3x3 max pooling that keeps only its input for backward (which the node keeps
+    anyway) and finds the argmax again there: int64 indices would cost twice the memory of
+    the pooled map, for every max-pool op of every edge."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.pool = pool
+        return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        p = ctx.pool
+        _, indices = F.max_pool2d(x, p.kernel_size, p.stride, p.padding, return_indices=True)
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, x, _pair(p.kernel_size), _pair(p.stride), _pair(p.padding), [1, 1], False,
+            indices), None
+
+
 def _stages(op: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
     """The op as the sequence of modules it runs (the same modules, no copy)."""
+    if isinstance(op, nn.MaxPool2d) and op.dilation == 1 and not op.ceil_mode:
+        return [lambda x: _MaxPoolNoIndices.apply(x, op)]
     if isinstance(op, SepConv | DilConv | ReLUConvBN):
         op = cast(nn.Sequential, op.op)
     if isinstance(op, nn.Sequential):
