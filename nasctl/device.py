@@ -29,6 +29,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a (strictly) channels_last 4-D tensor, else contiguous_format."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device``; None means full fp32.
 

@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from nasctl.device import memory_format_of
+
 
 def _split_phases(x: torch.Tensor, d: int) -> torch.Tensor:
     """[B, C, H, W] -> [d*d*B, C, H/d, W/d], phase (a, b) at batch block a*d + b."""
     b, c, h, w = x.shape
     out = torch.empty((d * d * b, c, h // d, w // d), dtype=x.dtype, device=x.device,
-                      memory_format=_format_of(x))
+                      memory_format=memory_format_of(x))
     phases = x.unflatten(2, (h // d, d)).unflatten(4, (w // d, d)).permute(3, 5, 0, 1, 2, 4)
     out.view(d, d, b, c, h // d, w // d).copy_(phases)
     return out
@@ -37,14 +39,9 @@ def _merge_phases(y: torch.Tensor, d: int) -> torch.Tensor:
     db, c, h, w = y.shape
     b = db // (d * d)
     out = torch.empty((b, c, h * d, w * d), dtype=y.dtype, device=y.device,
-                      memory_format=_format_of(y))
+                      memory_format=memory_format_of(y))
     out.view(b, c, h, d, w, d).copy_(y.view(d, d, b, c, h, w).permute(2, 3, 4, 0, 5, 1))
     return out
-
-
-def _format_of(x: torch.Tensor) -> torch.memory_format:
-    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if cl else torch.contiguous_format
 
 
 class _PhaseDepthwiseConv(torch.autograd.Function):
@@ -67,14 +64,14 @@ class _PhaseDepthwiseConv(torch.autograd.Function):
         strided = ctx.stride == d
         inp = x[:, :, ::d, ::d] if strided else _split_phases(x, d)
         grad_in = grad if strided else _split_phases(grad.contiguous(
-            memory_format=_format_of(x)), d)
+            memory_format=memory_format_of(x)), d)
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
         gx, gw, _ = torch.ops.aten.convolution_backward(
             grad_in, inp, weight, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], channels,
             mask)
         if gx is not None:
             if strided:
-                full = x.new_zeros(x.shape).contiguous(memory_format=_format_of(x))
+                full = torch.zeros_like(x)
                 full[:, :, ::d, ::d] = gx
                 gx = full
             else:

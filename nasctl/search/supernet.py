@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 from torch.utils.checkpoint import checkpoint
 
+from nasctl.device import memory_format_of
 from nasctl.nets.ops import POOL_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, make_op
 
 Impl = Literal["fast", "naive"]
@@ -128,8 +129,7 @@ class _DenseGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        ctx.memory_format = torch.channels_last if cl else torch.contiguous_format
+        ctx.memory_format = memory_format_of(x)
         return x.view_as(x)
 
     @staticmethod
@@ -138,7 +138,9 @@ class _DenseGrad(torch.autograd.Function):
 
 
 class _PlanEntry(NamedTuple):
-    """One op of the fast path: ``w * op(x)`` = ``tail(body(relu(x) or x), w)``."""
+    """One op of the fast path. ``w * op(x)`` is ``body`` applied to the node's shared ReLU
+    (``uses_relu``) or to the node itself, then ``final_bn`` with ``w`` as its affine weight,
+    or a multiplication by ``w`` when the op does not end in a non-affine BN."""
 
     op_index: int
     uses_relu: bool  # the op starts with a ReLU: it reads the node's shared ReLU
