@@ -67,3 +67,15 @@ def test_inference_export_and_counting_see_a_plain_dilated_conv() -> None:
     assert not conv._use_phases(x)
     # same parameters and state_dict keys as nn.Conv2d: official checkpoints still load
     assert list(conv.state_dict()) == ["weight"]
+
+
+def test_a_strided_incoming_gradient() -> None:
+    conv = _conv(3, 1)
+    x = torch.randn(2, 6, 8, 8, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last).requires_grad_(True)
+    grad = torch.randn(2, 12, 8, 8, dtype=torch.float64)[:, 3:9]  # a channel slice
+    got = torch.autograd.grad(conv(x), (x, conv.weight), grad)
+    ref = torch.autograd.grad(F.conv2d(x, conv.weight, padding=2, dilation=2, groups=6),
+                              (x, conv.weight), grad)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

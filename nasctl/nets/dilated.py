@@ -24,11 +24,13 @@ from torch import nn
 from nasctl.device import memory_format_of
 
 
-def _split_phases(x: torch.Tensor, d: int) -> torch.Tensor:
-    """[B, C, H, W] -> [d*d*B, C, H/d, W/d], phase (a, b) at batch block a*d + b."""
+def _split_phases(x: torch.Tensor, d: int,
+                  memory_format: torch.memory_format | None = None) -> torch.Tensor:
+    """[B, C, H, W] -> [d*d*B, C, H/d, W/d], phase (a, b) at batch block a*d + b, in
+    ``memory_format`` (default: x's). One copy, whatever x's strides."""
     b, c, h, w = x.shape
     out = torch.empty((d * d * b, c, h // d, w // d), dtype=x.dtype, device=x.device,
-                      memory_format=memory_format_of(x))
+                      memory_format=memory_format or memory_format_of(x))
     phases = x.unflatten(2, (h // d, d)).unflatten(4, (w // d, d)).permute(3, 5, 0, 1, 2, 4)
     out.view(d, d, b, c, h // d, w // d).copy_(phases)
     return out
@@ -63,8 +65,7 @@ class _PhaseDepthwiseConv(torch.autograd.Function):
         pad = (weight.shape[-1] - 1) // 2
         strided = ctx.stride == d
         inp = x[:, :, ::d, ::d] if strided else _split_phases(x, d)
-        grad_in = grad if strided else _split_phases(grad.contiguous(
-            memory_format=memory_format_of(x)), d)
+        grad_in = grad if strided else _split_phases(grad, d, memory_format_of(x))
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
         gx, gw, _ = torch.ops.aten.convolution_backward(
             grad_in, inp, weight, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], channels,
