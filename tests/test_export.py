@@ -163,9 +163,6 @@ def test_random_weights_are_reproducible_with_real_batchnorm_statistics() -> Non
 
 @pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="TensorRT is installed")
 def test_tensorrt_missing_is_reported_not_crashed() -> None:
-    import tensorrt  # the stubs make this import succeed without the library
-
-    assert not hasattr(tensorrt, "Builder")
     reason = tensorrt_unavailable_reason()
     assert reason is not None and "not installed" in reason
     with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):

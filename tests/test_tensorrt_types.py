@@ -2,7 +2,9 @@
 
 TensorRT itself cannot be installed here, so this is what keeps the engine builder and the
 native runtime honest: every call, attribute and override must match the TensorRT 10 API
-the stubs describe. The stubs package ships a bare ``tensorrt/`` folder without a
+the stubs describe. The stubs live in ``.typestubs/`` of the checkout, where only mypy
+(through MYPYPATH) reads them: in site-packages they would make ``import tensorrt``
+succeed as an empty namespace package. The stubs package ships a bare ``tensorrt/`` folder without a
 ``py.typed`` marker (mypy ignores such a folder) and a few unparsable plugin signatures;
 the test copies the stubs, replaces only the unparsable signatures with ``(*args, **kwargs)``
 and points mypy at the copy. A deliberately wrong call must fail, which proves the stubs
@@ -45,14 +47,13 @@ ignore_errors = True
 """
 
 
+STUBS = ROOT / ".typestubs"  # the README's install puts tensorrt-stubs here, off sys.path
+STUBS_INSTALL = ("pip install --no-deps --target .typestubs tensorrt-stubs==10.13.0.35.1")
+
+
 def _stub_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        if any(Path(location).glob("*.pyi")):
-            return Path(location)
-    return None
+    folder = STUBS / name
+    return folder if any(folder.glob("*.pyi")) else None
 
 
 def _repair(path: Path) -> int:
@@ -86,8 +87,8 @@ def mypy_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     stubs_pkg = _stub_dir("tensorrt")
     bindings = _stub_dir("tensorrt_bindings")
     if stubs_pkg is None or bindings is None or not (stubs_pkg / "__init__.pyi").exists():
-        pytest.fail("tensorrt-stubs is not installed; the README's install command adds it "
-                    "(pip install --no-deps tensorrt-stubs==10.13.0.35.1)")
+        pytest.fail(f"tensorrt-stubs are not in {STUBS}; the README's install command puts "
+                    f"them there ({STUBS_INSTALL})")
     tmp = tmp_path_factory.mktemp("trt_stubs")
     stubs = tmp / "stubs"
     for src in (stubs_pkg, bindings):
@@ -135,3 +136,61 @@ def test_a_wrong_tensorrt_call_fails(mypy_env: tuple[Path, Path], tmp_path: Path
     assert 'Argument 1 to "set_memory_pool_limit"' in report, report
     assert '"IBuilderConfig" has no attribute "max_workspace_size"' in report, report
     assert '"Builder" has no attribute "build_engine"' in report, report
+
+
+# --- TensorRT 11 ------------------------------------------------------------------------
+
+# Removed in TensorRT 11 with weak typing (../shared facts; NVIDIA's 11.0 release notes):
+# the stubs describe 10.x, where these still exist, so mypy cannot catch them.
+REMOVED_IN_11 = {
+    *(f"BuilderFlag.{flag}" for flag in (
+        "FP16", "INT8", "FP8", "BF16", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
+        "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO")),
+    "int8_calibrator", "set_calibration_profile", "get_calibration_profile",
+    "platform_has_fast_fp16", "platform_has_fast_int8", "algorithm_selector",
+    "IInt8Calibrator", "IInt8EntropyCalibrator", "IInt8EntropyCalibrator2",
+    "IInt8MinMaxCalibrator", "IInt8LegacyCalibrator", "IAlgorithmSelector",
+    "device_memory_size",
+}
+
+
+def tensorrt_names_used(path: Path) -> set[str]:
+    """Every attribute name read in ``path`` (TensorRT's objects are reached through many
+    variables), with builder flags qualified: ``DataType.INT8`` stays legal in 11."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            parent = node.value
+            qualified = isinstance(parent, ast.Attribute) and parent.attr == "BuilderFlag"
+            names.add(f"BuilderFlag.{node.attr}" if qualified else node.attr)
+    return names
+
+
+def test_no_name_removed_in_tensorrt_11_is_used() -> None:
+    modules = [p for p in (ROOT / "nasctl").rglob("*.py") if "tensorrt" in p.read_text()]
+    assert set(CHECKED) <= set(modules)
+    used = {p.relative_to(ROOT).as_posix(): tensorrt_names_used(p) & REMOVED_IN_11
+            for p in modules}
+    assert not any(used.values()), used
+
+
+def test_the_removed_name_check_sees_weak_typing(tmp_path: Path) -> None:
+    """The control: TensorRT 10 weak-typing code is caught."""
+    old = tmp_path / "old_trt.py"
+    old.write_text("def f(trt, config, builder):\n"
+                   "    config.set_flag(trt.BuilderFlag.FP16)\n"
+                   "    config.int8_calibrator = None\n"
+                   "    return builder.platform_has_fast_fp16\n")
+    assert tensorrt_names_used(old) & REMOVED_IN_11 == {
+        "BuilderFlag.FP16", "int8_calibrator", "platform_has_fast_fp16"}
+
+
+def test_tensorrt_is_importable_only_as_the_real_library() -> None:
+    """The README's install leaves no stub package on sys.path: ``import tensorrt`` either
+    fails or finds the real library (with a Builder)."""
+    spec = importlib.util.find_spec("tensorrt")
+    if spec is not None:
+        import tensorrt
+
+        assert hasattr(tensorrt, "Builder"), f"type stubs importable as tensorrt: {spec.origin}"

@@ -7,7 +7,7 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
 from nasctl.errors import NasctlError
+
+if TYPE_CHECKING:
+    from nasctl.deploy.report import ExportReport
 
 _STYLE = {"pass": "green", "failed": "bold red", "unavailable": "dim", "reference": "cyan",
           "skipped": "dim"}
@@ -44,10 +47,19 @@ def _batches(text: str) -> list[int]:
     return values
 
 
-def _precision(fp16: bool, int8: bool) -> str:
-    if fp16 and int8:
-        raise NasctlError("--fp16 and --int8 exclude each other")
-    return "fp16" if fp16 else "int8" if int8 else "fp32"
+def _precisions(text: str, fp16: bool, int8: bool) -> tuple[str, ...]:
+    """``--precision`` plus the ``--fp16``/``--int8`` shorthands, in that order."""
+    from nasctl.export.precision import parse_precisions
+
+    extra = (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
+    return parse_precisions(",".join([text, *extra]))
+
+
+def _at_least(minimum: int, **values: int) -> None:
+    for flag, value in values.items():
+        if value < minimum:
+            raise NasctlError(f"--{flag.replace('_', '-')} must be at least {minimum}, "
+                              f"not {value}")
 
 
 @contextlib.contextmanager
@@ -64,72 +76,107 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield update
 
 
+_PRECISION_HELP = "comma list of fp32, fp16, int8: one ONNX graph (and engine) each"
+
+
 def export_cmd(
     model: Annotated[str, typer.Argument(help="checkpoint (.pt), genotype file or zoo name")],
-    out: Annotated[Path, typer.Option("--out", help="output folder")],
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="export ONNX")] = True,
-    trt: Annotated[bool, typer.Option("--trt", help="also build a TensorRT engine")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 TensorRT engine")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8 TensorRT engine")] = False,
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="export ONNX (every "
+                                       "runtime but torch consumes it)")] = True,
+    trt: Annotated[bool, typer.Option("--trt", help="also build a TensorRT engine per "
+                                      "precision (TensorRT 10 or 11)")] = False,
+    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = "fp32",
+    fp16: Annotated[bool, typer.Option("--fp16", help="shorthand: add fp16")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="shorthand: add int8")] = False,
     dataset: Annotated[str | None, typer.Option(help="network settings for a genotype")] = None,
-    channels: Annotated[int | None, typer.Option("--C", help="initial channels")] = None,
+    channels: Annotated[int | None, typer.Option("-C", "--channels", "--C",
+                                                 help="initial channels")] = None,
     layers: Annotated[int | None, typer.Option(help="number of cells")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch",
                                                 help="dynamic batch axis")] = False,
     exporter: Annotated[str, typer.Option(help="auto, dynamo or torchscript")] = "auto",
-    runtimes: Annotated[str, typer.Option(help="runtimes to check")] =
-        "torch,ort,ort-cuda,ort-trt,trt",
+    runtimes: Annotated[str | None, typer.Option(help="runtimes to check (default: all "
+                                                      "but torch-cuda)")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch, ORT)")] = None,
-    samples: Annotated[int, typer.Option(help="images for the parity check")] = 64,
-    parity_data: Annotated[str, typer.Option(help="dataset name or image folder")] = "digits",
+    samples: Annotated[int, typer.Option(help="held-out labelled images for parity")] = 200,
+    parity_data: Annotated[str | None, typer.Option(
+        help="dataset name or image folder (default: the checkpoint's dataset, digits for "
+             "random weights)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="folder holding CIFAR/ImageNet")] = None,
-    atol: Annotated[float | None, typer.Option(help="override the preset's atol")] = None,
+    atol: Annotated[float | None, typer.Option(help="override the preset's atol (judged "
+                                                    "per element)")] = None,
     rtol: Annotated[float | None, typer.Option(help="override the preset's rtol")] = None,
     min_top1: Annotated[float | None, typer.Option(help="override min top-1 agreement")] = None,
     latency_runs: Annotated[int, typer.Option(help="timed runs at batch 1")] = 50,
-    calib_data: Annotated[str | None, typer.Option(help="INT8 calibration images: dataset "
-                                                        "name or image folder")] = None,
-    calib_images: Annotated[int, typer.Option(help="INT8 calibration image count")] = 512,
+    calib_data: Annotated[str | None, typer.Option(
+        help="int8 calibration images: dataset name (train split) or image folder "
+             "(default: the parity dataset)")] = None,
+    calib_images: Annotated[int, typer.Option(help="int8 calibration image count")] = 256,
+    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] =
+        "minmax",
     workspace: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 4096,
     max_batch: Annotated[int, typer.Option(help="TensorRT profile max batch")] = 32,
+    tf32: Annotated[bool, typer.Option("--tf32", help="fp32 TensorRT engines may use TF32 "
+                                       "(parity then needs a looser --atol)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
 ) -> None:
-    """Export MODEL to ONNX (and TensorRT), then check parity, latency and counts per
-    runtime. Writes model.onnx, model.engine, report.json. Exit 1 if a check fails."""
+    """Export MODEL to ONNX, one graph per precision (model.onnx, model.fp16.onnx,
+    model.int8.onnx; and engines with --trt), then check parity against PyTorch fp32 on
+    labelled test images, latency and counts for every runtime and precision. Writes
+    report.json. Exit 1 if a check fails."""
+    from nasctl.deploy.artifacts import ExportSettings
     from nasctl.deploy.report import ExportOptions, export_and_check
-    from nasctl.deploy.runtimes import RUNTIME_NAMES
+    from nasctl.deploy.runtimes import DEFAULT_RUNTIMES
+    from nasctl.export.precision import CALIBRATION_METHODS
     from nasctl.export.source import load_model_source
     from nasctl.export.tensorrt import require_tensorrt
 
-    precision = _precision(fp16, int8)
-    names = _csv(runtimes, "--runtimes")
-    unknown = [n for n in names if n not in RUNTIME_NAMES]
-    if unknown:
-        raise NasctlError(f"unknown runtime(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(RUNTIME_NAMES)})")
+    precisions = _precisions(precision, fp16, int8)
+    names = _runtime_names(runtimes, DEFAULT_RUNTIMES)
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise NasctlError(f"--exporter must be auto, dynamo or torchscript, not {exporter!r}")
+    if calib_method not in CALIBRATION_METHODS:
+        raise NasctlError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                          f"not {calib_method!r}")
+    _at_least(1, samples=samples, latency_runs=latency_runs, calib_images=calib_images,
+              workspace=workspace, max_batch=max_batch)
+    if not onnx:
+        raise NasctlError("--no-onnx leaves nothing to export: every runtime but torch "
+                          "consumes the ONNX graphs, and TensorRT engines are built from them")
     if trt:
         require_tensorrt()  # before loading anything: one clear line, exit 2
+    settings = ExportSettings(opset=opset, dynamic_batch=dynamic_batch, exporter=exporter,
+                              workspace_mib=workspace, max_batch=max_batch, tf32=tf32)
     options = ExportOptions(
-        out_dir=str(out), onnx=onnx, trt=trt, precision=precision, opset=opset,
-        dynamic_batch=dynamic_batch, exporter=exporter, runtimes=tuple(names),
-        threads=threads, parity_samples=samples, parity_data=parity_data, data_dir=data_dir,
-        atol=atol, rtol=rtol, min_top1=min_top1, latency_runs=latency_runs,
-        calib_data=calib_data, calib_images=calib_images, workspace_mib=workspace,
-        max_batch=max_batch,
+        out_dir=str(out), onnx=onnx, trt=trt, precisions=precisions, settings=settings,
+        runtimes=names, threads=threads, parity_samples=samples, parity_data=parity_data,
+        data_dir=data_dir, atol=atol, rtol=rtol, min_top1=min_top1,
+        latency_runs=latency_runs, calib_data=calib_data, calib_images=calib_images,
+        calib_method=calib_method,
     )
     with _progress(not as_json) as update:
         update({"stage": f"loading {model}"})
         source = load_model_source(model, dataset=dataset, channels=channels, layers=layers)
         report = export_and_check(source, options, on_event=update)
     if as_json:
-        print_json(report)
+        print_json(report.to_dict())
     else:
         _print_export(report, out)
-    if not report["passed"]:
+    if not report.passed:
         raise typer.Exit(1)
+
+
+def _runtime_names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    from nasctl.deploy.runtimes import RUNTIME_NAMES
+
+    names = _csv(text, "--runtimes") if text is not None else list(default)
+    unknown = [n for n in names if n not in RUNTIME_NAMES]
+    if unknown:
+        raise NasctlError(f"unknown runtime(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(RUNTIME_NAMES)})")
+    return tuple(dict.fromkeys(names))
 
 
 def _table_console() -> Console:
@@ -138,56 +185,74 @@ def _table_console() -> Console:
     return console if console.is_terminal else Console(width=140)
 
 
-def _status(cell: dict[str, Any], detail: str = "") -> str:
-    status = cell["status"]
+def _status(status: str, detail: str = "") -> str:
     text = f"[{_STYLE.get(status, 'white')}]{status}[/]"
     return f"{text} {detail}".rstrip()
 
 
-def _print_export(report: dict[str, Any], out: Path) -> None:
-    m = report["model"]
-    onnx = report["onnx"]
-    title = (f"{m['genotype']} ({m['dataset']}, C={m['C']}, {m['layers']} cells, "
+def _print_export(report: ExportReport, out: Path) -> None:
+    m = report.model
+    title = (f"{escape(str(m['genotype']))} ({m['dataset']}, C={m['C']}, {m['layers']} cells, "
              f"{m['weights'].split(' (')[0]} weights)")
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("runtime", "device", "precision", "exported", "parity", "max |err|",
-                   "top-1", "latency b1 (median / p99 ms)"):
+    for column in ("runtime", "device", "precision", "exported", "parity", "max err/rms",
+                   "top-1 agr", "accuracy (vs fp32)", "latency b1 ms (median/p99)"):
         table.add_column(column, no_wrap=column != "parity")
-    for row in report["runtimes"]:
-        parity, latency = row["parity"], row["latency"]
-        real = parity["status"] in ("pass", "failed") and "max_abs" in parity
-        err = f"{parity['max_abs']:.2e}" if real else ""
-        top1 = f"{parity['top1_agreement']:.1%}" if real else ""
-        lat = (f"{latency['median_ms']:.2f} / {latency['p99_ms']:.2f}"
-               if latency["status"] == "pass" else _status(latency))
-        table.add_row(row["runtime"], row.get("device") or "", row["precision"],
-                      _status(row["exported"]), _status(parity), err, top1, lat)
+    for row in report.runtimes:
+        result, stats = row.parity.result, row.latency.stats
+        err = f"{result.max_abs_over_rms:.2e}" if result else ""
+        top1 = f"{result.top1_agreement:.1%}" if result else ""
+        accuracy = ""
+        if result and result.accuracy is not None:
+            accuracy = f"{result.accuracy:.1%}"
+            if result.accuracy_delta is not None and row.runtime != "torch":
+                accuracy += f" ({result.accuracy_delta * 100:+.1f})"
+        lat = (f"{stats.median_ms:.2f} / {stats.p99_ms:.2f}" if stats
+               else _status(row.latency.status))
+        table.add_row(row.runtime, row.device or "", row.precision,
+                      _status(row.exported.status), _status(row.parity.status), err, top1,
+                      accuracy, lat)
     _table_console().print(table)
+    onnx = report.onnx
     if onnx["status"] == "pass":
         note = (f" (fallback: {escape(onnx['fallback_reason'])})"
                 if onnx["fallback_reason"] else "")
         console.print(f"ONNX: {onnx['path']}, opset {onnx['opset']}, "
                       f"{onnx['exporter']} exporter{note}, {sum(onnx['op_counts'].values())} "
                       f"nodes, stray ops: {onnx['stray_ops'] or 'none'}")
-    elif onnx["status"] == "failed":
-        console.print(f"[bold red]ONNX export failed[/]: {escape(onnx['error'])}")
-    if report["tensorrt"]["status"] == "failed":
-        console.print(f"[bold red]TensorRT build failed[/]: "
-                      f"{escape(report['tensorrt']['error'])}")
-    for row in report["runtimes"]:
-        for key in ("parity", "latency"):
-            if row[key]["status"] == "failed" and "error" in row[key]:
-                console.print(f"[bold red]{row['runtime']} {key}[/]: "
-                              f"{escape(row[key]['error'])}")
-    _print_validation(report["validation"])
-    floor = report["compute_floor"]
-    ort_row = next((r for r in report["runtimes"] if r["runtime"] == "ort"
-                    and "x_floor" in r["latency"]), None)
-    distance = f"; ORT CPU is {ort_row['latency']['x_floor']}x above it" if ort_row else ""
-    console.print(f"compute floor (batch {report['options']['latency_batch']}): "
-                  f"{floor['floor_ms']:.2f} ms = MACs / measured peak "
+    for record in report.artifacts:
+        what = "ONNX graph" if record.kind == "onnx" else "TensorRT engine"
+        if record.status == "failed":
+            console.print(f"[bold red]{record.precision} {what} failed[/]: "
+                          f"{escape(record.error or '')}")
+        elif record.precision != "fp32" or record.kind == "engine":
+            detail = record.details
+            qdq = (f", {detail['quantize_nodes']} Q / {detail['dequantize_nodes']} DQ nodes, "
+                   f"calibrated on {detail['calibration']['images']} images of "
+                   f"{escape(detail['calibration']['source'])} "
+                   f"({detail['calibration']['method']})"
+                   if record.precision == "int8" and record.kind == "onnx" else "")
+            console.print(f"{record.precision} {what}: {record.path}{qdq}")
+    for row in report.runtimes:
+        for name, check in (("parity", row.parity), ("latency", row.latency)):
+            if check.status == "failed" and check.error:
+                console.print(f"[bold red]{row.runtime} {row.precision} {name}[/]: "
+                              f"{escape(check.error)}")
+    data = report.parity_data
+    console.print(f"parity: {data['images']} {escape(str(data['source']))} test images"
+                  + (", accuracy judged against fp32" if data["accuracy_judged"] else ""))
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
+    _print_validation(report.validation)
+    floor = report.compute_floor
+    ort_row = next((r for r in report.runtimes if r.runtime == "ort"
+                    and r.latency.x_floor is not None), None)
+    distance = (f"; ORT CPU ({ort_row.precision}) is {ort_row.latency.x_floor}x above it"
+                if ort_row else "")
+    console.print(f"compute floor (batch {report.options['latency_batch']}): "
+                  f"{floor['floor_ms']:.2f} ms = MACs / measured fp32 peak "
                   f"{floor['peak_macs_per_s'] / 1e9:.1f} GMAC/s{distance}")
-    verdict = "[green]all checks passed[/]" if report["passed"] else "[bold red]FAILED[/]"
+    verdict = "[green]all checks passed[/]" if report.passed else "[bold red]FAILED[/]"
     console.print(f"{verdict}; report: {out / 'report.json'}")
 
 
@@ -202,12 +267,12 @@ def _print_validation(v: dict[str, Any]) -> None:
                  f"{onnx['macs_convfc']:,} MACs")
     console.print(line)
     for check in v["agreement"]:
-        console.print(f"  torch vs ONNX {check['figure']}: {_status(check)}")
+        console.print(f"  torch vs ONNX {check['figure']}: {_status(check['status'])}")
     paper = v["paper"]
     if paper["status"] in ("no-reference", "not-comparable"):
         console.print(f"  paper card: {paper['status']} ({escape(paper['note'])})")
         return
-    console.print(f"  paper card {paper['card']}: {_status({'status': _paper_status(paper)})}")
+    console.print(f"  paper card {paper['card']}: {_status(_paper_status(paper))}")
     for source in ("torch", "onnx"):
         for check in paper.get(source, {}).get("checks", []):
             note = f" ({escape(check['note'])})" if check.get("note") else ""
@@ -222,62 +287,85 @@ def _paper_status(paper: dict[str, Any]) -> str:
 def bench_cmd(
     model: Annotated[str, typer.Argument(help="checkpoint, genotype, zoo name, .onnx or "
                                               ".engine file")],
-    backend: Annotated[str, typer.Option(help="comma list: torch,torch-cuda,ort,ort-cuda,"
-                                              "ort-trt,trt")] = "torch,ort",
+    backend: Annotated[str, typer.Option("--backend", "--runtimes",
+                                         help="comma list of runtimes")] = "torch,ort",
     batch: Annotated[str, typer.Option(help="batch sizes, comma-separated")] = "1",
     runs: Annotated[int, typer.Option(help="timed runs per batch size")] = 100,
     warmup: Annotated[int, typer.Option(help="untimed warm-up runs")] = 10,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch, ORT)")] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 on TensorRT runtimes")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8 engine (given .engine)")] = False,
+    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = "fp32",
+    fp16: Annotated[bool, typer.Option("--fp16", help="shorthand: add fp16")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="shorthand: add int8")] = False,
+    calib_data: Annotated[str | None, typer.Option(
+        help="int8 calibration images: dataset name or image folder")] = "digits",
+    calib_images: Annotated[int, typer.Option(help="int8 calibration image count")] = 256,
+    data_dir: Annotated[str | None, typer.Option(help="folder holding CIFAR/ImageNet")] = None,
     dataset: Annotated[str | None, typer.Option(help="network settings for a genotype")] = None,
-    channels: Annotated[int | None, typer.Option("--C", help="initial channels")] = None,
+    channels: Annotated[int | None, typer.Option("-C", "--channels", "--C",
+                                                 help="initial channels")] = None,
     layers: Annotated[int | None, typer.Option(help="number of cells")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
 ) -> None:
-    """Latency per runtime and batch size: median, p90, p99, throughput."""
+    """Latency per runtime, precision and batch size: median, p90, p99, throughput. A
+    model is exported to the precisions' ONNX graphs (and engines where TensorRT is
+    present); a given .onnx or .engine file runs at the precision it holds. Exit 1 when a
+    measurement failed, 2 when nothing could be measured."""
     from nasctl.deploy.bench import bench_runtimes, host_info
     from nasctl.deploy.inputs import sample_images
+    from nasctl.deploy.report import plan_rows
     from nasctl.deploy.runtimes import RUNTIME_NAMES
 
-    names = _csv(backend, "--backend")
-    unknown = [n for n in names if n not in RUNTIME_NAMES]
-    if unknown:
-        raise NasctlError(f"unknown backend(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(RUNTIME_NAMES)})")
+    names = _runtime_names(backend, RUNTIME_NAMES)
     batches = _batches(batch)
-    precision = _precision(fp16, int8)
+    precisions = _precisions(precision, fp16, int8)
+    _at_least(1, runs=runs, calib_images=calib_images)
+    _at_least(0, warmup=warmup)
     with tempfile.TemporaryDirectory(prefix="nasctl-bench-") as tmp, \
             _progress(not as_json) as update:
         update({"stage": f"loading {model}"})
-        artifacts, size, mean, std, described = _bench_artifacts(
-            model, names, batches, precision, Path(tmp), dataset, channels, layers, update)
+        artifacts, size, mean, std, described, precisions = _bench_artifacts(
+            model, names, batches, precisions, Path(tmp), dataset, channels, layers,
+            (calib_data or "digits", calib_images, data_dir), update)
         images = sample_images(max(batches), size, mean, std)
-        rows = bench_runtimes(artifacts, names, batches, images, precision, threads,
-                              warmup=warmup, runs=runs, on_event=update)
-    result = {"model": described, "precision": precision, "batches": batches,
-              "host": host_info(threads), "results": rows}
+        rows = bench_runtimes(artifacts, plan_rows(names, precisions), batches, images,
+                              threads, warmup=warmup, runs=runs, on_event=update)
+    if not rows:
+        raise NasctlError(f"none of {', '.join(names)} runs {', '.join(precisions)}")
+    result = {"model": described, "precisions": list(precisions), "batches": batches,
+              "host": host_info(threads), "results": [r.to_dict() for r in rows]}
     if as_json:
         print_json(result)
-        return
-    table = Table(title=f"latency: {described.get('genotype') or model}", box=box.SIMPLE_HEAD)
+    else:
+        _print_bench(rows, result, model)
+    if not any(r.status == "pass" for r in rows) and not any(r.status == "failed"
+                                                              for r in rows):
+        raise NasctlError("nothing could be measured here: "
+                          + "; ".join(sorted({r.reason or "" for r in rows})))
+    if any(r.status == "failed" for r in rows):
+        raise typer.Exit(1)
+
+
+def _print_bench(rows: list[Any], result: dict[str, Any], model: str) -> None:
+    described = result["model"]
+    table = Table(title=f"latency: {escape(str(described.get('genotype') or model))}",
+                  box=box.SIMPLE_HEAD)
     for column in ("runtime", "device", "precision", "batch", "median ms", "p90 ms", "p99 ms",
                    "img/s", "runs"):
         table.add_column(column, no_wrap=True)
     notes = []
     for r in rows:
-        if r["status"] != "pass":
-            table.add_row(r["runtime"], r["device"], r["precision"], str(r.get("batch", "")),
-                          _status(r), "", "", "", "")
-            text = r.get("reason") or r.get("error", "")
-            prefix = f"{r['runtime']}: "
+        if r.stats is None:
+            table.add_row(r.runtime, r.device, r.precision, str(r.batch or ""),
+                          _status(r.status), "", "", "", "")
+            text = r.reason or r.error or ""
+            prefix = f"{r.runtime}: "
             notes.append(text if text.startswith(prefix) else prefix + text)
             continue
-        table.add_row(r["runtime"], r["device"], r["precision"], str(r["batch"]),
-                      f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
-                      f"{r['throughput']:.1f}", str(r["runs"]))
+        s = r.stats
+        table.add_row(r.runtime, r.device, r.precision, str(s.batch), f"{s.median_ms:.3f}",
+                      f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.throughput:.1f}", str(s.runs))
     _table_console().print(table)
-    for note in notes:
+    for note in dict.fromkeys(notes):
         console.print(escape(note))
     host = result["host"]
     console.print(f"host: {host['cpu']} ({host['logical_cpus']} CPUs), GPU: "
@@ -286,56 +374,77 @@ def bench_cmd(
                                            if v))
 
 
-def _bench_artifacts(model: str, names: list[str], batches: list[int], precision: str,
-                     tmp: Path, dataset: str | None, channels: int | None,
-                     layers: int | None, update: Any) -> tuple[Any, int, Any, Any, dict]:
-    """Artifacts for the requested runtimes: given files are used as they are; a model
-    source is exported to ONNX (dynamic batch when batch sizes vary) and, for trt, built
-    into an engine when TensorRT is present."""
+def _bench_artifacts(model: str, names: list[str] | tuple[str, ...], batches: list[int],
+                     precisions: tuple[str, ...], tmp: Path, dataset: str | None,
+                     channels: int | None, layers: int | None,
+                     calib: tuple[str, int, str | None], update: Any,
+                     ) -> tuple[Any, int, Any, Any, dict, tuple[str, ...]]:
+    """Artifacts for the requested runtimes and the precisions they can run: a given file
+    as it is (at the precision it holds); a model source exported through the same
+    preparation as `nasctl export` (dynamic batch when batch sizes vary), with engines
+    where TensorRT is present."""
     from nasctl.data import dataset_info
-    from nasctl.deploy.runtimes import Artifacts
+    from nasctl.deploy.artifacts import ArtifactPlan, ExportSettings, prepare_artifacts
+    from nasctl.deploy.report import calibration_for, onnx_metadata
+    from nasctl.deploy.runtime import Artifacts
+    from nasctl.export.tensorrt import tensorrt_unavailable_reason
 
     suffix = Path(model).suffix
     if suffix in (".onnx", ".engine"):
         if not Path(model).is_file():
             raise NasctlError(f"{model}: no such file")
         info = dataset_info(dataset or "cifar10")
-        size, mean, std = _file_input(model, info)
-        artifacts = Artifacts(onnx_path=model if suffix == ".onnx" else None,
-                              engine_path=model if suffix == ".engine" else None,
-                              cache_dir=str(tmp / "ort_trt_cache"))
-        return artifacts, size, mean, std, {"spec": model, "kind": suffix[1:]}
-    from nasctl.export.onnx_export import export_onnx
+        size, mean, std, held = _file_input(model, info, batches)
+        artifacts = Artifacts(cache_dir=str(tmp / "ort_trt_cache"))
+        (artifacts.onnx if suffix == ".onnx" else artifacts.engines)[held] = model
+        return artifacts, size, mean, std, {"spec": model, "kind": suffix[1:]}, (held,)
     from nasctl.export.source import load_model_source
-    from nasctl.export.tensorrt import EngineSettings, build_engine, tensorrt_unavailable_reason
 
     source = load_model_source(model, dataset=dataset, channels=channels, layers=layers)
-    artifacts = Artifacts(net=source.net, cache_dir=str(tmp / "ort_trt_cache"))
     dynamic = any(b != 1 for b in batches)
-    if any(n.startswith(("ort", "trt")) for n in names):
-        update({"stage": "exporting ONNX"})
-        exported = export_onnx(source.net, tmp / "model.onnx", source.input_shape,
-                               dynamic_batch=dynamic)
-        artifacts.onnx_path = exported.path
-    if "trt" in names and tensorrt_unavailable_reason() is None and precision != "int8":
-        update({"stage": "building TensorRT engine"})
-        settings = EngineSettings(precision=precision, max_batch=max(batches),
-                                  opt_batch=max(batches))
-        built = build_engine(tmp / "model.onnx", tmp / "model.engine", settings)
-        artifacts.engine_path = built.engine_path
-    return artifacts, source.input_size, source.mean, source.std, source.describe()
+    plan = ArtifactPlan.for_runtimes(tuple(names), precisions, write_onnx=False,
+                                     build_engines=tensorrt_unavailable_reason() is None)
+    settings = ExportSettings(dynamic_batch=dynamic, max_batch=max(batches),
+                              opt_batch=max(batches))
+    data, count, data_dir = calib
+    update({"stage": "exporting"})
+    prepared = prepare_artifacts(
+        source, tmp, plan, settings, onnx_metadata(source, dynamic),
+        lambda: calibration_for(source, data, count, "minmax", data_dir, dynamic), update)
+    failed = [r for r in prepared.records if r.status == "failed"]
+    if failed:
+        raise NasctlError(f"could not make the {failed[0].precision} {failed[0].kind} file: "
+                          f"{failed[0].error}")
+    return (prepared.artifacts, source.input_size, source.mean, source.std,
+            source.describe(), precisions)
 
 
-def _file_input(path: str, info: Any) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """Input size and normalization of an exported file: from nasctl's ONNX metadata when
-    present, else the dataset's."""
+def _file_input(path: str, info: Any, batches: list[int],
+                ) -> tuple[int, tuple[float, ...], tuple[float, ...], str]:
+    """Input size, normalization and precision of an exported file: from nasctl's ONNX
+    metadata when present, else the dataset's; an engine's precision from its sidecar."""
+    import json
+
     size, mean, std = info.input_size, info.mean, info.std
-    if path.endswith(".onnx"):
-        from nasctl.export.onnx_export import read_metadata
+    if path.endswith(".engine"):
+        sidecar = Path(f"{path}.json")
+        held = "fp32"
+        if sidecar.is_file():
+            try:
+                held = json.loads(sidecar.read_text())["settings"]["precision"]
+            except (ValueError, KeyError, TypeError):
+                raise NasctlError(f"{sidecar}: not a nasctl engine sidecar") from None
+        return size, mean, std, held
+    from nasctl.export.onnx_export import describe_onnx_file
 
-        meta = read_metadata(path)
-        if "nasctl.input_shape" in meta:
-            size = int(meta["nasctl.input_shape"].split(",")[-1])
-            mean = tuple(float(v) for v in meta["nasctl.mean"].split(","))
-            std = tuple(float(v) for v in meta["nasctl.std"].split(","))
-    return size, mean, std
+    described = describe_onnx_file(path)
+    if described.static_batch is not None and any(b != described.static_batch
+                                                  for b in batches):
+        raise NasctlError(f"{path} has a static batch of {described.static_batch}; export "
+                          "with --dynamic-batch to bench other batch sizes")
+    meta = described.metadata
+    if "nasctl.input_shape" in meta:
+        size = int(meta["nasctl.input_shape"].split(",")[-1])
+        mean = tuple(float(v) for v in meta["nasctl.mean"].split(","))
+        std = tuple(float(v) for v in meta["nasctl.std"].split(","))
+    return size, mean, std, described.precision

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from nasctl.deploy.runtimes import Artifacts, Runtime
+    from nasctl.deploy.runtime import Artifacts, Runtime
 
 
 @dataclass
@@ -64,34 +64,59 @@ def measure(runtime: Runtime, inputs: np.ndarray, warmup: int = 10, runs: int = 
     )
 
 
-def bench_runtimes(artifacts: Artifacts, names: list[str], batches: list[int],
-                   images: np.ndarray, precision: str = "fp32", threads: int | None = None,
-                   warmup: int = 10, runs: int = 100,
-                   on_event: Callable[[dict[str, Any]], None] | None = None,
-                   ) -> list[dict[str, Any]]:
-    """Latency of each runtime at each batch size; unavailable runtimes become rows with
-    a reason, never errors."""
-    from nasctl.deploy.report import runtime_precision
+@dataclass
+class BenchRow:
+    """One (runtime, precision, batch) measurement, or why there is none."""
+
+    runtime: str
+    precision: str
+    device: str
+    status: str  # pass, failed, unavailable
+    batch: int | None = None
+    stats: Latency | None = None
+    reason: str | None = None
+    error: str | None = None
+    settings: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {k: v for k, v in asdict(self).items() if k != "stats" and v is not None}
+        if self.stats is not None:
+            doc.update(self.stats.to_dict())
+        return doc
+
+
+def bench_runtimes(artifacts: Artifacts, pairs: list[tuple[str, str]], batches: list[int],
+                   images: np.ndarray, threads: int | None = None, warmup: int = 10,
+                   runs: int = 100, on_event: Callable[[dict[str, Any]], None] | None = None,
+                   ) -> list[BenchRow]:
+    """Latency of each (runtime, precision) at each batch size; unavailable runtimes become
+    rows with a reason, never errors."""
     from nasctl.deploy.runtimes import make_runtime
 
     emit = on_event or (lambda event: None)
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        runtime = make_runtime(name, runtime_precision(name, precision), threads)
-        base = {"runtime": name, "device": runtime.device, "precision": runtime.precision}
-        reason = runtime.try_load(artifacts)
+    rows: list[BenchRow] = []
+    for name, precision in pairs:
+        runtime = make_runtime(name, precision, threads)
+        base = {"runtime": name, "device": runtime.device, "precision": precision,
+                "settings": runtime.settings() or None}
+        try:
+            reason = runtime.try_load(artifacts)
+        except Exception as exc:  # e.g. a corrupt engine: this row failed, the rest go on
+            rows.append(BenchRow(**base, status="failed",
+                                 error=f"{type(exc).__name__}: {str(exc).strip()[:300]}"))
+            continue
         if reason is not None:
-            rows.append({**base, "status": "unavailable", "reason": reason})
+            rows.append(BenchRow(**base, status="unavailable", reason=reason))
             continue
         for batch in batches:
-            emit({"event": "bench", "runtime": name, "batch": batch})
+            emit({"event": "bench", "runtime": name, "precision": precision, "batch": batch})
             x = images[np.arange(batch) % len(images)]
             try:
                 stats = measure(runtime, x, warmup=warmup, runs=runs)
-                rows.append({**base, "status": "pass", **stats.to_dict()})
+                rows.append(BenchRow(**base, status="pass", batch=batch, stats=stats))
             except Exception as exc:  # e.g. a batch outside an engine's profile
-                rows.append({**base, "status": "failed", "batch": batch,
-                             "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"})
+                rows.append(BenchRow(**base, status="failed", batch=batch,
+                                     error=f"{type(exc).__name__}: {str(exc).strip()[:300]}"))
     return rows
 
 

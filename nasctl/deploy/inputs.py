@@ -18,22 +18,35 @@ def sample_images(count: int, input_size: int, mean: tuple[float, ...], std: tup
                   source: str | os.PathLike[str] = "digits", split: str = "test",
                   data_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> np.ndarray:
     """``count`` images as float32 [N, 3, input_size, input_size], a fixed random subset."""
+    return sample_labelled_images(count, input_size, mean, std, source, split, data_dir,
+                                  seed)[0]
+
+
+def sample_labelled_images(count: int, input_size: int, mean: tuple[float, ...],
+                           std: tuple[float, ...], source: str | os.PathLike[str] = "digits",
+                           split: str = "test", data_dir: str | os.PathLike[str] | None = None,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images as ``sample_images`` gives them, and their class labels (int64 [N]) when the
+    source is a named dataset; an image folder's class indices are not the model's, so
+    its labels are None."""
     import torch
 
     text = os.fspath(source)
+    labels = None
     if Path(text).is_dir():
         images = _from_folder(Path(text), count, input_size, seed)
     else:
-        images = _from_dataset(text, split, data_dir, count, seed)
+        images, label_tensor = _from_dataset(text, split, data_dir, count, seed)
+        labels = label_tensor.numpy()
     images = _resize(images, input_size)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return ((images - m) / s).contiguous().numpy()
+    return ((images - m) / s).contiguous().numpy(), labels
 
 
 def _from_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None, count: int,
-                  seed: int) -> torch.Tensor:
-    """Images in [0, 1]: the dataset's own normalization is undone."""
+                  seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [0, 1] (the dataset's own normalization is undone) and labels."""
     import torch
 
     from nasctl.data import dataset_info, get_dataset
@@ -41,10 +54,12 @@ def _from_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None
     info = dataset_info(name)
     dataset = get_dataset(name, split=split, data_dir=data_dir)
     picks = _pick(len(dataset), count, seed)  # type: ignore[arg-type]
-    batch = torch.stack([dataset[i][0] for i in picks])
+    samples = [dataset[i] for i in picks]
+    batch = torch.stack([image for image, _ in samples])
+    labels = torch.tensor([int(label) for _, label in samples], dtype=torch.int64)
     m = torch.tensor(info.mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(info.std, dtype=torch.float32).view(1, -1, 1, 1)
-    return batch * s + m
+    return batch * s + m, labels
 
 
 def _from_folder(folder: Path, count: int, input_size: int, seed: int) -> torch.Tensor:

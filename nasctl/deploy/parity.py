@@ -1,8 +1,12 @@
 """Numeric parity between a reference output (PyTorch eager, fp32) and a runtime's output.
 
-An element passes when ``|out - ref| <= atol + rtol * |ref|`` (numpy's allclose rule, the
-Polygraphy default style); the check passes when every element does and top-1 agreement
-reaches ``min_top1``. Presets per precision, each field overridable.
+fp32 is judged element by element: an element passes when ``|out - ref| <= atol + rtol *
+|ref|`` (numpy's allclose rule, the Polygraphy default style), and the check passes when
+every element does and top-1 agreement reaches ``min_top1``. fp16 and int8 change every
+logit a little by design, so they are judged as a deployment is: top-1 agreement with the
+fp32 reference and, on labelled images of a trained model, the accuracy lost against
+fp32. Errors are also reported relative to the reference's RMS, to read them against the
+output scale. Presets per precision (docs/results.md), each field overridable.
 """
 
 from __future__ import annotations
@@ -19,26 +23,34 @@ class Tolerance:
     atol: float
     rtol: float
     min_top1: float
+    elementwise: bool = True  # judge atol/rtol per element (fp32), else report only
+    max_accuracy_drop: float | None = None  # accuracy lost against fp32, as a fraction
 
     def override(self, atol: float | None = None, rtol: float | None = None,
                  min_top1: float | None = None) -> Tolerance:
+        """Given atol/rtol are always judged element by element."""
         return replace(
             self,
             atol=self.atol if atol is None else atol,
             rtol=self.rtol if rtol is None else rtol,
             min_top1=self.min_top1 if min_top1 is None else min_top1,
+            elementwise=self.elementwise or atol is not None or rtol is not None,
         )
 
 
 # fp32: only summation order, fused kernels and folded BatchNorms differ, but through 20
 # cells that adds up: DARTS_V2 (random weights, real BN statistics, logits RMS 0.17) shows
 # 2.3e-4 max abs error in ONNX Runtime. A real bug (a wrong fold, a missing op) is
-# orders of magnitude above these. fp16: 10-bit mantissa through 20 cells; int8:
-# quantization noise, judged mostly by top-1 agreement.
+# orders of magnitude above these. fp16 (10-bit mantissa) agrees on top-1 almost
+# everywhere; int8 quantization noise flips near-tied images: a Q/DQ graph that agrees on
+# 95-98% of them loses well under a point of accuracy. The atol/rtol of fp16/int8 are
+# reported (violations), not judged, unless given.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-3, rtol=1e-3, min_top1=0.99),
-    "fp16": Tolerance(atol=2e-2, rtol=2e-2, min_top1=0.97),
-    "int8": Tolerance(atol=2e-1, rtol=2e-1, min_top1=0.85),
+    "fp16": Tolerance(atol=2e-2, rtol=2e-2, min_top1=0.98, elementwise=False,
+                      max_accuracy_drop=0.01),
+    "int8": Tolerance(atol=2e-1, rtol=2e-1, min_top1=0.90, elementwise=False,
+                      max_accuracy_drop=0.02),
 }
 
 
@@ -65,7 +77,12 @@ class ParityResult:
     top1_agreement: float
     violations: int
     reference_rms: float  # the output scale, to read the absolute errors against
-    tolerance: dict[str, float]
+    max_abs_over_rms: float
+    p99_abs_over_rms: float
+    accuracy: float | None  # against the labels, when there are labels
+    reference_accuracy: float | None  # the fp32 reference's
+    accuracy_delta: float | None  # accuracy - reference_accuracy
+    tolerance: dict[str, Any]
     precision: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,8 +90,11 @@ class ParityResult:
 
 
 def compare_outputs(reference: np.ndarray, output: np.ndarray, tolerance: Tolerance,
-                    precision: str = "fp32") -> ParityResult:
-    """Compare logits [N, classes] (or any [N, ...] arrays, top-1 over the last axis)."""
+                    precision: str = "fp32", labels: np.ndarray | None = None,
+                    judge_accuracy: bool = True) -> ParityResult:
+    """Compare logits [N, classes] (or any [N, ...] arrays, top-1 over the last axis).
+    With ``labels``, both accuracies are reported; the accuracy drop is judged only when
+    ``judge_accuracy`` (a trained model: a random one's accuracy means nothing)."""
     import numpy as np
 
     ref = np.asarray(reference, dtype=np.float64)
@@ -89,14 +109,28 @@ def compare_outputs(reference: np.ndarray, output: np.ndarray, tolerance: Tolera
     flat_ref = ref.reshape(ref.shape[0], -1)
     flat_out = out.reshape(out.shape[0], -1)
     top1 = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1)))
+    rms = float(np.sqrt(np.mean(ref**2)))
+    accuracy = reference_accuracy = delta = None
+    if labels is not None:
+        accuracy = float(np.mean(flat_out.argmax(axis=1) == labels))
+        reference_accuracy = float(np.mean(flat_ref.argmax(axis=1) == labels))
+        delta = accuracy - reference_accuracy
+    passed = finite and top1 >= tolerance.min_top1
+    if tolerance.elementwise:
+        passed = passed and violations == 0
+    if judge_accuracy and delta is not None and tolerance.max_accuracy_drop is not None:
+        passed = passed and -delta <= tolerance.max_accuracy_drop + 1e-12
     return ParityResult(
-        passed=finite and violations == 0 and top1 >= tolerance.min_top1,
+        passed=passed,
         samples=int(ref.shape[0]),
         max_abs=float(abs_err.max()), mean_abs=float(abs_err.mean()),
         p99_abs=float(np.percentile(abs_err, 99)),
         max_rel=float(rel_err.max()), mean_rel=float(rel_err.mean()),
         p99_rel=float(np.percentile(rel_err, 99)),
         top1_agreement=top1, violations=violations,
-        reference_rms=float(np.sqrt(np.mean(ref**2))),
+        reference_rms=rms,
+        max_abs_over_rms=float(abs_err.max() / max(rms, 1e-12)),
+        p99_abs_over_rms=float(np.percentile(abs_err, 99) / max(rms, 1e-12)),
+        accuracy=accuracy, reference_accuracy=reference_accuracy, accuracy_delta=delta,
         tolerance=asdict(tolerance), precision=precision,
     )

@@ -1,27 +1,38 @@
-"""`nasctl export` as a library call: export ONNX (and a TensorRT engine), then check every
-runtime for parity and latency, count params/MACs on the PyTorch model and on the ONNX
-graph, compare with the paper card, and write report.json."""
+"""`nasctl export` as a library call: make the graphs (and engines) of each requested
+precision, check every (runtime, precision) for parity against the PyTorch fp32 reference
+on held-out labelled images and for latency, count params/MACs on the PyTorch model and on
+the ONNX graph, compare with the paper card, and write report.json."""
 
 from __future__ import annotations
 
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasctl.deploy.runtimes import Artifacts, Runtime, make_runtime
-from nasctl.errors import BackendUnavailable, NasctlError
+from nasctl.deploy.artifacts import (
+    ArtifactPlan,
+    ArtifactRecord,
+    ExportSettings,
+    Prepared,
+    prepare_artifacts,
+)
+from nasctl.deploy.runtime import Artifacts, Runtime
+from nasctl.deploy.runtimes import DEFAULT_RUNTIMES, RUNTIMES, make_runtime
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from nasctl.deploy.bench import Latency
+    from nasctl.deploy.parity import ParityResult
+    from nasctl.export.precision import Calibration
     from nasctl.export.source import ModelSource
 
 Event = Callable[[dict[str, Any]], None]
-DEFAULT_RUNTIMES = ("torch", "ort", "ort-cuda", "ort-trt", "trt")
-GPU_PRECISION_RUNTIMES = ("ort-trt", "trt", "torch-cuda")
+RANDOM_WEIGHTS_NOTE = ("random weights: accuracy figures mean nothing; reduced precisions "
+                       "are judged on top-1 agreement with fp32 only")
 
 
 @dataclass
@@ -29,15 +40,12 @@ class ExportOptions:
     out_dir: str
     onnx: bool = True
     trt: bool = False
-    precision: str = "fp32"
-    opset: int = 18
-    dynamic_batch: bool = False
-    exporter: str = "auto"
-    simplify: bool = True
+    precisions: tuple[str, ...] = ("fp32",)
+    settings: ExportSettings = field(default_factory=ExportSettings)
     runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     threads: int | None = None
-    parity_samples: int = 64
-    parity_data: str = "digits"
+    parity_samples: int = 200
+    parity_data: str | None = None  # None: the model's dataset when trained, else digits
     data_dir: str | None = None
     atol: float | None = None
     rtol: float | None = None
@@ -45,27 +53,102 @@ class ExportOptions:
     latency_batch: int = 1
     latency_runs: int = 50
     warmup: int = 5
-    calib_data: str | None = None
-    calib_images: int = 512
-    calib_batch: int = 8
-    workspace_mib: int = 4096
-    max_batch: int = 32
-    extra: dict[str, Any] = field(default_factory=dict)
+    calib_data: str | None = None  # None: the train split of the parity dataset
+    calib_images: int = 256
+    calib_method: str = "minmax"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def runtime_precision(name: str, precision: str) -> str:
-    """fp16/int8 apply to the TensorRT runtimes (and torch on CUDA for fp16); the others
-    run the fp32 graph and are held to fp32 tolerances."""
-    if name in GPU_PRECISION_RUNTIMES and not (name == "torch-cuda" and precision == "int8"):
-        return precision
-    return "fp32"
+@dataclass
+class Check:
+    """One cell of a row: ``pass``, ``failed`` (with ``error``), ``unavailable`` or
+    ``skipped`` (with ``reason``), or ``reference`` (the torch fp32 row)."""
+
+    status: str
+    reason: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            doc.update(value.to_dict() if hasattr(value, "to_dict") else {f.name: value})
+        return doc
+
+
+@dataclass
+class ExportedCheck(Check):
+    path: str | None = None
+
+
+@dataclass
+class ParityCheck(Check):
+    result: ParityResult | None = None
+
+
+@dataclass
+class LatencyCheck(Check):
+    stats: Latency | None = None
+    x_floor: float | None = None  # CPU rows: times the compute floor
+
+
+@dataclass
+class RuntimeRow:
+    runtime: str
+    precision: str
+    device: str | None
+    exported: ExportedCheck
+    parity: ParityCheck
+    latency: LatencyCheck
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "precision": self.precision, "device": self.device,
+                "settings": self.settings, "exported": self.exported.to_dict(),
+                "parity": self.parity.to_dict(), "latency": self.latency.to_dict()}
+
+    @property
+    def failed(self) -> bool:
+        return "failed" in (self.exported.status, self.parity.status, self.latency.status)
+
+
+@dataclass
+class ExportReport:
+    model: dict[str, Any]
+    options: dict[str, Any]
+    host: dict[str, Any]
+    onnx: dict[str, Any]  # the fp32 export: exporter, opset, op counts
+    artifacts: list[ArtifactRecord]
+    runtimes: list[RuntimeRow]
+    validation: dict[str, Any]
+    compute_floor: dict[str, Any]
+    parity_data: dict[str, Any]
+    notes: list[str]
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["artifacts"] = [a.to_dict() for a in self.artifacts]
+        doc["runtimes"] = [r.to_dict() for r in self.runtimes]
+        return doc
+
+
+def plan_rows(runtimes: tuple[str, ...], precisions: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (runtime, precision) pairs to check: each runtime at each requested precision it
+    runs (torch's fp32 row is the reference)."""
+    return [(name, p) for name in runtimes for p in precisions
+            if p in RUNTIMES[name].precisions]
 
 
 def export_and_check(source: ModelSource, options: ExportOptions,
-                     on_event: Event | None = None) -> dict[str, Any]:
+                     on_event: Event | None = None) -> ExportReport:
     """Run the whole export; returns the report (also written to out_dir/report.json).
     Raises NasctlError only for bad input (e.g. --trt without TensorRT); failures of
-    individual runtimes are rows in the report."""
+    individual files and runtimes are records and rows in the report."""
     from nasctl.atomic import write_json
     from nasctl.deploy.bench import host_info
     from nasctl.export.tensorrt import require_tensorrt
@@ -73,108 +156,92 @@ def export_and_check(source: ModelSource, options: ExportOptions,
     emit = on_event or (lambda event: None)
     if options.trt:
         require_tensorrt()  # fail before minutes of export work
+    parity_data = options.parity_data or (source.dataset if source.trained else "digits")
+    judge_accuracy = source.trained and parity_data == source.dataset
+    emit({"event": "stage", "stage": "parity inputs"})
+    images, labels = _parity_inputs(source, options, parity_data)
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "model": source.describe(),
-        "options": {k: v for k, v in vars(options).items() if k != "extra"},
-        "host": host_info(options.threads),
-    }
-    artifacts = Artifacts(net=source.net, cache_dir=str(out / "ort_trt_cache"))
-    report["onnx"] = _export_onnx(source, options, out, artifacts, emit)
-    report["tensorrt"] = _build_engine(source, options, out, artifacts, emit)
-
-    emit({"event": "stage", "stage": "parity inputs"})
-    images = _parity_inputs(source, options)
-    reference = _run_chunks(_torch_reference(artifacts, options), images, _chunk(options))
+    plan = ArtifactPlan.for_runtimes(options.runtimes, options.precisions,
+                                     write_onnx=options.onnx, build_engines=options.trt)
+    prepared = prepare_artifacts(source, out, plan, options.settings, onnx_metadata(source,
+                                 options.settings.dynamic_batch),
+                                 lambda: calibration_for(
+                                     source, options.calib_data or parity_data,
+                                     options.calib_images, options.calib_method,
+                                     options.data_dir, options.settings.dynamic_batch),
+                                 emit)
+    reference = _run_chunks(_torch_reference(prepared.artifacts, options), images,
+                            _chunk(options))
     rows = []
-    for name in options.runtimes:
-        emit({"event": "stage", "stage": f"runtime {name}"})
-        rows.append(_check_runtime(name, options, artifacts, images, reference, report))
-    report["runtimes"] = rows
+    for name, precision in plan_rows(options.runtimes, options.precisions):
+        emit({"event": "stage", "stage": f"runtime {name} {precision}"})
+        rows.append(_check_runtime(name, precision, options, prepared, images, labels,
+                                   reference, judge_accuracy))
     emit({"event": "stage", "stage": "counting"})
-    report["validation"] = _validation(source, artifacts)
-    report["compute_floor"] = _compute_floor(report, options)
-    report["passed"] = _passed(report)
-    write_json(out / "report.json", report)
+    validation = _validation(source, prepared.artifacts)
+    floor = _compute_floor(validation, rows, options)
+    export_record = prepared.record("onnx", "fp32")
+    onnx_doc = ({"status": "skipped"} if export_record is None else
+                {"status": export_record.status, "error": export_record.error,
+                 **(prepared.onnx_export.to_dict() if prepared.onnx_export else {})})
+    notes = [] if source.trained else [RANDOM_WEIGHTS_NOTE]
+    report = ExportReport(
+        model=source.describe(), options=options.to_dict(), host=host_info(options.threads),
+        onnx=onnx_doc, artifacts=prepared.records, runtimes=rows, validation=validation,
+        compute_floor=floor,
+        parity_data={"source": parity_data, "split": "test", "images": len(images),
+                     "labelled": labels is not None, "accuracy_judged": judge_accuracy},
+        notes=notes, passed=False,
+    )
+    report.passed = _passed(report)
+    write_json(out / "report.json", report.to_dict())
     return report
 
 
-def _export_onnx(source: ModelSource, options: ExportOptions, out: Path,
-                 artifacts: Artifacts, emit: Event) -> dict[str, Any]:
-    if not options.onnx and not options.trt:
-        return {"status": "skipped"}
+def onnx_metadata(source: ModelSource, dynamic_batch: bool) -> dict[str, str]:
+    """What a deployed file needs to know about its model, stored in the ONNX graph."""
     from nasctl import __version__
-    from nasctl.export.onnx_export import export_onnx
 
-    emit({"event": "stage", "stage": "export onnx"})
-    metadata = {
+    return {
         "nasctl.version": __version__,
         "nasctl.genotype": source.genotype.name or "",
         "nasctl.genotype_sha256": source.genotype.content_hash(),
         "nasctl.dataset": source.dataset,
-        "nasctl.input_shape": ",".join(map(str, ["N" if options.dynamic_batch else 1,
+        "nasctl.input_shape": ",".join(map(str, ["N" if dynamic_batch else 1,
                                                  *source.input_shape])),
         "nasctl.mean": ",".join(f"{v:.8g}" for v in source.mean),
         "nasctl.std": ",".join(f"{v:.8g}" for v in source.std),
         "nasctl.weights": "trained" if source.trained else "random",
     }
-    try:
-        result = export_onnx(source.net, out / "model.onnx", source.input_shape,
-                             opset=options.opset, dynamic_batch=options.dynamic_batch,
-                             metadata=metadata, exporter=options.exporter,  # type: ignore[arg-type]
-                             simplify=options.simplify)
-    except NasctlError as exc:
-        return {"status": "failed", "error": str(exc)}
-    artifacts.onnx_path = result.path
-    return {"status": "pass", **result.to_dict()}
 
 
-def _build_engine(source: ModelSource, options: ExportOptions, out: Path,
-                  artifacts: Artifacts, emit: Event) -> dict[str, Any]:
-    if not options.trt:
-        return {"status": "skipped"}
-    if artifacts.onnx_path is None:
-        return {"status": "failed", "error": "no ONNX model to build from"}
+def calibration_for(source: ModelSource, data: str, count: int, method: str,
+                    data_dir: str | None, dynamic_batch: bool) -> Calibration:
+    """``count`` real calibration images from ``data`` (a dataset's train split or an
+    image folder), normalized as the model expects."""
     from nasctl.deploy.inputs import sample_images
-    from nasctl.export.tensorrt import EngineSettings, build_engine
+    from nasctl.export.precision import Calibration
 
-    emit({"event": "stage", "stage": f"build TensorRT engine ({options.precision})"})
-    calib_cache = out / "calibration.cache"
-    settings = EngineSettings(
-        precision=options.precision, workspace_mib=options.workspace_mib,
-        max_batch=options.max_batch, timing_cache=str(out / "timing.cache"),
-        calib_cache=str(calib_cache), calib_batch=options.calib_batch,
-        calib_source=options.calib_data,
-    )
-    images = None
-    if options.precision == "int8" and not calib_cache.exists():
-        if options.calib_data is None:
-            return {"status": "failed",
-                    "error": "--int8 needs --calib-data (a dataset name or an image folder)"}
-        images = sample_images(options.calib_images, source.input_size, source.mean,
-                               source.std, source=options.calib_data, split="train",
-                               data_dir=options.data_dir)
-    try:
-        build = build_engine(artifacts.onnx_path, out / "model.engine", settings, images, emit)
-    except NasctlError as exc:
-        return {"status": "failed", "error": str(exc)}
-    artifacts.engine_path = build.engine_path
-    if calib_cache.exists():
-        artifacts.calib_cache = str(calib_cache)
-    return {"status": "pass", **build.to_dict()}
+    images = sample_images(count, source.input_size, source.mean, source.std, source=data,
+                           split="train", data_dir=data_dir)
+    where = data if Path(data).is_dir() else f"{data} (train split)"
+    return Calibration(images=images, source=where, method=method,
+                       batch=8 if dynamic_batch else 1)
 
 
-def _parity_inputs(source: ModelSource, options: ExportOptions) -> np.ndarray:
-    from nasctl.deploy.inputs import sample_images
+def _parity_inputs(source: ModelSource, options: ExportOptions,
+                   data: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from nasctl.deploy.inputs import sample_labelled_images
 
-    return sample_images(options.parity_samples, source.input_size, source.mean, source.std,
-                         source=options.parity_data, split="test", data_dir=options.data_dir)
+    return sample_labelled_images(options.parity_samples, source.input_size, source.mean,
+                                  source.std, source=data, split="test",
+                                  data_dir=options.data_dir)
 
 
 def _chunk(options: ExportOptions) -> int:
     """Parity batch size: a static-batch graph takes exactly one image."""
-    return 16 if options.dynamic_batch else 1
+    return 16 if options.settings.dynamic_batch else 1
 
 
 def _torch_reference(artifacts: Artifacts, options: ExportOptions) -> Runtime:
@@ -190,65 +257,66 @@ def _run_chunks(runtime: Runtime, images: np.ndarray, chunk: int) -> np.ndarray:
                            for i in range(0, len(images), chunk)])
 
 
-def _cell(status: str, **details: Any) -> dict[str, Any]:
-    return {"status": status, **details}
-
-
-def _check_runtime(name: str, options: ExportOptions, artifacts: Artifacts,
-                   images: np.ndarray, reference: np.ndarray,
-                   report: dict[str, Any]) -> dict[str, Any]:
+def _check_runtime(name: str, precision: str, options: ExportOptions, prepared: Prepared,
+                   images: np.ndarray, labels: np.ndarray | None, reference: np.ndarray,
+                   judge_accuracy: bool) -> RuntimeRow:
     from nasctl.deploy.bench import measure
     from nasctl.deploy.parity import compare_outputs, tolerance_for
 
-    precision = runtime_precision(name, options.precision)
-    row: dict[str, Any] = {"runtime": name, "precision": precision}
+    runtime = make_runtime(name, precision, options.threads)
+    exported = _exported(runtime, prepared)
+    row = RuntimeRow(name, precision, runtime.device, exported,
+                     ParityCheck("unavailable"), LatencyCheck("unavailable"),
+                     runtime.settings())
+    unavailable = runtime.unavailable_reason()
+    if unavailable is None and exported.status == "failed":
+        row.parity = ParityCheck("failed", error=f"no {precision} file to run")
+        row.latency = LatencyCheck("failed", error=f"no {precision} file to run")
+        return row
+    if unavailable is None and exported.status == "unavailable":
+        unavailable = exported.reason
     try:
-        runtime = make_runtime(name, precision, options.threads)
-    except BackendUnavailable as exc:
-        reason = str(exc)
-        return {**row, "device": None, "exported": _cell("unavailable", reason=reason),
-                "parity": _cell("unavailable", reason=reason),
-                "latency": _cell("unavailable", reason=reason)}
-    row["device"] = runtime.device
-    row["exported"] = _exported_cell(name, report)
-    missing = (None if row["exported"]["status"] in ("pass", "reference")
-               else f"no {'engine' if name == 'trt' else 'ONNX model'} to run")
-    reason = runtime.unavailable_reason() or missing or runtime.try_load(artifacts)
-    if reason is not None:
-        return {**row, "parity": _cell("unavailable", reason=reason),
-                "latency": _cell("unavailable", reason=reason)}
+        unavailable = unavailable or runtime.try_load(prepared.artifacts)
+    except Exception as exc:  # a runtime failing to load a file we made is a failure
+        row.parity = ParityCheck("failed", error=_error_line(exc))
+        row.latency = LatencyCheck("failed", error=_error_line(exc))
+        return row
+    if unavailable is not None:
+        row.parity = ParityCheck("unavailable", reason=unavailable)
+        row.latency = LatencyCheck("unavailable", reason=unavailable)
+        return row
     try:
         # the torch row is the reference itself: its outputs are already computed
         outputs = reference if name == "torch" else _run_chunks(runtime, images,
                                                                 _chunk(options))
         tolerance = tolerance_for(precision, options.atol, options.rtol, options.min_top1)
-        result = compare_outputs(reference, outputs, tolerance, precision)
+        result = compare_outputs(reference, outputs, tolerance, precision, labels,
+                                 judge_accuracy)
         status = "reference" if name == "torch" else ("pass" if result.passed else "failed")
-        row["parity"] = _cell(status, **result.to_dict())
+        row.parity = ParityCheck(status, result=result)
     except Exception as exc:  # a runtime crashing on real inputs is a failed check, not a crash
-        row["parity"] = _cell("failed", error=_error_line(exc))
+        row.parity = ParityCheck("failed", error=_error_line(exc))
     try:
         batch = images[: options.latency_batch]
         if len(batch) < options.latency_batch:
             batch = images[:1].repeat(options.latency_batch, axis=0)
         stats = measure(runtime, batch, warmup=options.warmup, runs=options.latency_runs)
-        row["latency"] = _cell("pass", **stats.to_dict())
+        row.latency = LatencyCheck("pass", stats=stats)
     except Exception as exc:
-        row["latency"] = _cell("failed", error=_error_line(exc))
+        row.latency = LatencyCheck("failed", error=_error_line(exc))
     return row
 
 
-def _exported_cell(name: str, report: dict[str, Any]) -> dict[str, Any]:
-    if name.startswith("torch"):
-        return _cell("reference")
-    part = report["tensorrt"] if name == "trt" else report["onnx"]
-    status = part["status"]
-    if status == "skipped":
-        what = "no --trt" if name == "trt" else "no --onnx"
-        return _cell("unavailable", reason=f"not exported ({what})")
-    if status == "failed":
-        return _cell("failed", error=part.get("error"))
-    return _cell("pass", path=part.get("engine_path") or part.get("path"))
+def _exported(runtime: Runtime, prepared: Prepared) -> ExportedCheck:
+    if runtime.consumes == "network":
+        return ExportedCheck("reference")
+    record = prepared.record(runtime.consumes, runtime.precision)
+    if record is None:
+        what = "no --trt" if runtime.consumes == "engine" else "not requested"
+        return ExportedCheck("unavailable", reason=f"not exported ({what})")
+    if record.status == "failed":
+        return ExportedCheck("failed", error=record.error)
+    return ExportedCheck("pass", path=record.path)
 
 
 def _error_line(exc: BaseException) -> str:
@@ -279,8 +347,8 @@ def _validation(source: ModelSource, artifacts: Artifacts) -> dict[str, Any]:
                   "macs_convfc": macs.convfc, "macs_all": macs.all},
     }
     checks = []
-    if artifacts.onnx_path is not None:
-        onnx_counts = count_onnx(artifacts.onnx_path)
+    if "fp32" in artifacts.onnx:
+        onnx_counts = count_onnx(artifacts.onnx["fp32"])
         result["onnx"] = onnx_counts.to_dict()
         checks = [
             {"figure": "macs_convfc", "torch": macs.convfc, "onnx": onnx_counts.macs_convfc},
@@ -323,29 +391,32 @@ def _paper(source: ModelSource, params: int, aux: int, macs: int, macs_all: int,
     return {"status": worst, "card": card.name, **rows}
 
 
-def _compute_floor(report: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
-    """Batch-1 CPU floor: conv+FC MACs over this CPU's measured peak multiply-add rate;
-    each CPU latency row gets its distance from it."""
+def _compute_floor(validation: dict[str, Any], rows: list[RuntimeRow],
+                   options: ExportOptions) -> dict[str, Any]:
+    """Batch-1 CPU floor: conv+FC MACs over this CPU's measured peak fp32 multiply-add
+    rate; each CPU latency row gets its distance from it."""
     from nasctl.deploy.bench import peak_macs_per_second
 
     peak = peak_macs_per_second(threads=options.threads, seconds=0.5)
-    macs = report["validation"]["torch"]["macs_convfc"] * options.latency_batch
+    macs = validation["torch"]["macs_convfc"] * options.latency_batch
     floor_ms = macs / peak * 1000.0
-    for row in report["runtimes"]:
-        latency = row["latency"]
-        if row.get("device") == "cpu" and latency["status"] == "pass":
-            latency["x_floor"] = round(latency["median_ms"] / floor_ms, 2)
+    for row in rows:
+        if row.device == "cpu" and row.latency.stats is not None:
+            row.latency.x_floor = round(row.latency.stats.median_ms / floor_ms, 2)
     return {"peak_macs_per_s": round(peak), "threads": options.threads,
             "macs": macs, "floor_ms": float(f"{floor_ms:.4g}")}
 
 
-def _passed(report: dict[str, Any]) -> bool:
-    if report["onnx"]["status"] == "failed" or report["tensorrt"]["status"] == "failed":
+def _passed(report: ExportReport) -> bool:
+    """Every file made, no row failed, at least one row besides the reference measured,
+    counts agree and the paper card does not fail."""
+    if any(a.status == "failed" for a in report.artifacts):
         return False
-    for row in report["runtimes"]:
-        if "failed" in (row["parity"]["status"], row["latency"]["status"]):
-            return False
-    validation = report["validation"]
+    if any(row.failed for row in report.runtimes):
+        return False
+    if not any(row.parity.status == "pass" for row in report.runtimes):
+        return False
+    validation = report.validation
     if any(c["status"] != "pass" for c in validation["agreement"]):
         return False
     return validation["paper"]["status"] != "fail"

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasctl.deploy.runtimes import Artifacts, Runtime, _cuda_reason
+from nasctl.deploy.runtime import Artifacts, Runtime, cuda_reason
 from nasctl.errors import BackendUnavailable
+from nasctl.export.precision import PRECISIONS
 from nasctl.export.tensorrt import dims_list, logged, make_logger, tensorrt_unavailable_reason
 
 if TYPE_CHECKING:
@@ -38,8 +39,12 @@ def torch_dtype(dtype: trt.DataType) -> torch.dtype:
 
 
 class TensorRTRuntime(Runtime):
+    """Runs the engine built strongly typed from the precision's ONNX graph."""
+
     name = "trt"
     device = "cuda"
+    consumes = "engine"
+    precisions = PRECISIONS
     async_cuda = True
 
     def __init__(self, precision: str = "fp32", threads: int | None = None) -> None:
@@ -52,21 +57,22 @@ class TensorRTRuntime(Runtime):
         self._output = ""
         self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def unavailable_reason(self) -> str | None:
-        return tensorrt_unavailable_reason() or _cuda_reason()
+    def _unavailable_reason(self) -> str | None:
+        return tensorrt_unavailable_reason() or cuda_reason()
 
     def load(self, artifacts: Artifacts) -> None:
+        self._require()
         import tensorrt as trt
 
-        self._require()
-        if artifacts.engine_path is None or not Path(artifacts.engine_path).exists():
-            raise BackendUnavailable(f"{self.name}: needs a TensorRT engine (export with --trt)")
+        path = self.artifact(artifacts)
+        if not Path(path).exists():
+            raise BackendUnavailable(f"{self.name}: no engine at {path} (export with --trt)")
         self._logger = make_logger()
         self._runtime = trt.Runtime(self._logger)
-        engine = self._runtime.deserialize_cuda_engine(Path(artifacts.engine_path).read_bytes())
+        engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if engine is None:
             raise BackendUnavailable(
-                f"{self.name}: could not load {artifacts.engine_path} (built by another "
+                f"{self.name}: could not load {path} (built by another "
                 f"TensorRT version or for another GPU?): {'; '.join(logged(self._logger))}"
             )
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]

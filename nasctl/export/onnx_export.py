@@ -191,11 +191,44 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, dict(sorted(current.items())))
 
 
+@dataclass(frozen=True)
+class OnnxFileInfo:
+    """What a runtime needs to know about a given ONNX file before running it."""
+
+    metadata: dict[str, str]
+    static_batch: int | None  # None when the batch axis is dynamic
+    precision: str  # int8 with Q/DQ nodes, fp16 with half initializers, else fp32
+
+
+def load_onnx_file(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """An ONNX file, or ExportError naming the file when it is not one (truncated,
+    garbage, another format)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(os.fspath(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeWarning) as exc:
+        raise ExportError(f"{path}: not a valid ONNX file ({_one_line(exc)})") from None
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    return describe_onnx_file(path).metadata
+
+
+def describe_onnx_file(path: str | os.PathLike[str]) -> OnnxFileInfo:
     import onnx
 
-    model = onnx.load(os.fspath(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    model = load_onnx_file(path)
+    if not model.graph.input:
+        raise ExportError(f"{path}: the ONNX graph has no input")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    ops = {node.op_type for node in model.graph.node}
+    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    precision = "int8" if "QuantizeLinear" in ops else "fp16" if half else "fp32"
+    return OnnxFileInfo(metadata={p.key: p.value for p in model.metadata_props},
+                        static_batch=batch or None, precision=precision)
 
 
 def simplifier_name() -> str | None:

@@ -1,4 +1,9 @@
-"""TensorRT engine building with the TensorRT 10 Python API.
+"""TensorRT engine building, one strongly typed path for TensorRT 10 and 11.
+
+Precision lives in the ONNX graph (``model.fp16.onnx``, the Q/DQ ``model.int8.onnx``):
+the network is created ``STRONGLY_TYPED`` (required on 10, every network is on 11) and no
+precision flag is set; TensorRT 11 removed them with the INT8 calibrators. fp32 engines
+are built with TF32 cleared unless asked for, so their parity is fp32 parity.
 
 The module imports without TensorRT: ``tensorrt`` is imported inside the functions that
 need it. Beware that ``tensorrt-stubs`` installs a bare ``tensorrt`` folder of type stubs,
@@ -21,12 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from nasctl.atomic import write_bytes, write_json
 from nasctl.errors import BackendUnavailable, NasctlError
+from nasctl.export.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    import numpy as np
     import tensorrt as trt
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class EngineBuildError(NasctlError):
@@ -43,7 +46,7 @@ def tensorrt_unavailable_reason() -> str | None:
         return f"TensorRT failed to load: {str(exc).strip().splitlines()[0]}"
     if not hasattr(tensorrt, "Builder"):
         return ("TensorRT is not installed: `import tensorrt` finds only type stubs "
-                "(tensorrt-stubs), not the library; install TensorRT 10 "
+                "(tensorrt-stubs), not the library; install TensorRT 10 or 11 "
                 "(pip install 'nasctl[tensorrt]') on an NVIDIA GPU machine")
     return None
 
@@ -82,7 +85,7 @@ def logged(logger: trt.ILogger) -> list[str]:
 
 @dataclass
 class EngineSettings:
-    precision: str = "fp32"
+    precision: str = "fp32"  # the graph's precision, recorded in the sidecar
     workspace_mib: int = 4096
     # batch range of the optimization profile when the ONNX batch axis is dynamic
     min_batch: int = 1
@@ -90,9 +93,7 @@ class EngineSettings:
     max_batch: int = 32
     optimization_level: int = 3
     timing_cache: str | None = None
-    calib_cache: str | None = None
-    calib_batch: int = 8
-    calib_source: str | None = None  # what the calibration images were (for the sidecar)
+    tf32: bool = False  # fp32 engines: allow TF32 (faster, ~1e-3 relative error)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -109,6 +110,7 @@ class EngineSettings:
 class EngineBuild:
     engine_path: str
     sidecar_path: str
+    onnx_path: str
     tensorrt_version: str
     settings: dict[str, Any]
     inputs: dict[str, dict[str, list[int]]]
@@ -116,7 +118,6 @@ class EngineBuild:
     engine_bytes: int
     seconds: float
     onnx_sha256: str
-    calibration: str | None
     messages: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,26 +126,33 @@ class EngineBuild:
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str],
                  settings: EngineSettings | None = None,
-                 calibration_images: np.ndarray | None = None,
                  on_event: Callable[[dict[str, Any]], None] | None = None) -> EngineBuild:
-    """Parse ``onnx_path`` and build a serialized engine at ``engine_path``.
-
-    INT8 uses an entropy calibrator over ``calibration_images`` (float32 [N, 3, H, W],
-    already normalized), unless ``settings.calib_cache`` exists, in which case TensorRT
-    reads the scales from it and no images are needed.
-    """
+    """Parse ``onnx_path`` (the graph of ``settings.precision``) and build a serialized,
+    strongly typed engine at ``engine_path``. Anything TensorRT raises becomes an
+    EngineBuildError with its message."""
     version = require_tensorrt()
+    settings = settings or EngineSettings()
+    try:
+        return _build(Path(onnx_path), engine_path, settings, version,
+                      on_event or (lambda event: None))
+    except NasctlError:
+        raise
+    except Exception as exc:  # pybind11 raises RuntimeError/TypeError/... from the library
+        first = str(exc).strip().splitlines()
+        raise EngineBuildError(
+            f"TensorRT failed on {onnx_path}: {type(exc).__name__}: {first[0] if first else ''}"
+        ) from None
+
+
+def _build(onnx_file: Path, engine_path: str | os.PathLike[str], settings: EngineSettings,
+           version: str, emit: Callable[[dict[str, Any]], None]) -> EngineBuild:
     import tensorrt as trt
 
-    settings = settings or EngineSettings()
-    emit = on_event or (lambda event: None)
     start = time.perf_counter()
-    onnx_file = Path(onnx_path)
     logger = make_logger()
     builder = trt.Builder(logger)
-    # TensorRT 10 networks are always explicit-batch (the EXPLICIT_BATCH flag is deprecated
-    # and ignored), so no creation flags are needed.
-    network = builder.create_network(0)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     emit({"event": "trt_parse", "onnx": str(onnx_file)})
     if not parser.parse_from_file(str(onnx_file)):
@@ -156,17 +164,10 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mib << 20)
     config.builder_optimization_level = settings.optimization_level
-    if settings.precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
-            emit({"event": "trt_warning", "message": "this GPU has no fast FP16"})
-        config.set_flag(trt.BuilderFlag.FP16)
-
+    if not settings.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
     profile, inputs = _profile(builder, network, settings)
     config.add_optimization_profile(profile)
-
-    calibration = None
-    if settings.precision == "int8":
-        calibration = _setup_int8(builder, network, config, settings, calibration_images)
 
     timing_cache_path = Path(settings.timing_cache) if settings.timing_cache else None
     cache_bytes = timing_cache_path.read_bytes() if timing_cache_path and \
@@ -189,11 +190,12 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
                for i in range(network.num_outputs)}
     sidecar = Path(f"{os.fspath(engine_path)}.json")
     result = EngineBuild(
-        engine_path=os.fspath(engine_path), sidecar_path=str(sidecar), tensorrt_version=version,
+        engine_path=os.fspath(engine_path), sidecar_path=str(sidecar),
+        onnx_path=str(onnx_file), tensorrt_version=version,
         settings=asdict(settings), inputs=inputs, outputs=outputs,
         engine_bytes=len(engine_bytes), seconds=round(time.perf_counter() - start, 2),
         onnx_sha256=hashlib.sha256(onnx_file.read_bytes()).hexdigest(),
-        calibration=calibration, messages=logged(logger),
+        messages=logged(logger),
     )
     write_json(sidecar, result.to_dict())
     return result
@@ -233,74 +235,3 @@ def _profile(builder: trt.Builder, network: trt.INetworkDefinition,
         profile.set_shape(tensor.name, trt.Dims(lo), trt.Dims(opt), trt.Dims(hi))
         shapes[tensor.name] = {"min": lo, "opt": opt, "max": hi}
     return profile, shapes
-
-
-def _setup_int8(builder: trt.Builder, network: trt.INetworkDefinition,
-                config: trt.IBuilderConfig, settings: EngineSettings,
-                images: np.ndarray | None) -> str:
-    """INT8 with entropy calibration. In explicit-batch networks the calibrator reports a
-    batch size of 1 and each get_batch() fills the input at the calibration profile's
-    shape: the network's own batch when it is static, ``calib_batch`` when it is dynamic."""
-    import tensorrt as trt
-
-    tensor = network.get_input(0)
-    dims = dims_list(tensor.shape)
-    per_call = dims[0] if dims[0] > 0 else settings.calib_batch
-    cache = Path(settings.calib_cache) if settings.calib_cache else None
-    reused = cache is not None and cache.exists()
-    if not reused and (images is None or len(images) < per_call):
-        raise EngineBuildError(
-            f"INT8 needs at least {per_call} calibration images (--calib-data) "
-            "or an existing calibration cache"
-        )
-    config.set_flag(trt.BuilderFlag.INT8)
-    config.int8_calibrator = entropy_calibrator(images, per_call, cache)
-    calib_profile = builder.create_optimization_profile()
-    shape = trt.Dims([per_call, *dims[1:]])
-    calib_profile.set_shape(tensor.name, shape, shape, shape)
-    config.set_calibration_profile(calib_profile)
-    if reused:
-        return f"reused calibration cache {cache}"
-    assert images is not None
-    used = len(images) // per_call * per_call
-    return f"entropy calibration on {used} images from {settings.calib_source or 'memory'}"
-
-
-def entropy_calibrator(images: np.ndarray | None, batch: int,
-                       cache: Path | None) -> trt.IInt8EntropyCalibrator2:
-    """An IInt8EntropyCalibrator2 that feeds ``images`` ``batch`` at a time from one CUDA
-    buffer and reads/writes the calibration cache at ``cache``."""
-    import tensorrt as trt
-    import torch
-
-    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._cursor = 0
-            self._device: torch.Tensor | None = None
-
-        def get_batch_size(self) -> int:
-            return 1  # explicit batch: the batch is part of the input shape
-
-        def get_batch(self, names: list[str]) -> list[int]:
-            if images is None or self._cursor + batch > len(images):
-                return []  # no more batches: calibration ends
-            chunk = torch.from_numpy(images[self._cursor:self._cursor + batch])
-            self._cursor += batch
-            if self._device is None:
-                self._device = torch.empty(chunk.shape, dtype=torch.float32, device="cuda")
-            self._device.copy_(chunk)
-            torch.cuda.synchronize()
-            return [int(self._device.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes:
-            if cache is not None and cache.exists():
-                return cache.read_bytes()
-            # The documented "no cache" answer is None; the stubs declare only a buffer.
-            return None  # type: ignore[return-value]
-
-        def write_calibration_cache(self, data: Any) -> None:
-            if cache is not None:
-                write_bytes(cache, bytes(memoryview(data)))
-
-    return _EntropyCalibrator()
