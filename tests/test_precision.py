@@ -1,0 +1,121 @@
+"""Precision as ONNX graphs: fp16 and Q/DQ int8 files made from a trained checkpoint,
+each checked on ONNX Runtime CPU against PyTorch fp32 on labelled digits test images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from cli import assert_refused, nasctl
+from onnx import numpy_helper
+
+from nasctl.deploy.runtimes import RUNTIMES, make_runtime
+from nasctl.export.precision import parse_precisions
+from nasctl.train import resolve_config, train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg, _ = resolve_config("digits", overrides={"channels": 8, "layers": 3, "batch_size": 32,
+                                                  "epochs": 1})
+    out = tmp_path_factory.mktemp("train") / "run"
+    train("DARTS_V2", cfg, out, recipe="digits")
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("export") / "e"
+    proc = nasctl("export", str(checkpoint), "--onnx", "--precision", "fp32,fp16,int8",
+                  "--runtimes", "torch,ort,trt", "--samples", "120", "--calib-images", "64",
+                  "--latency-runs", "3", "--threads", "1", "-o", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
+    return out, json.loads(proc.stdout)
+
+
+def test_every_precision_passes_on_ort_cpu(exported: tuple[Path, dict]) -> None:
+    out, report = exported
+    rows = {(r["runtime"], r["precision"]): r for r in report["runtimes"]}
+    assert {("ort", p) for p in ("fp32", "fp16", "int8")} <= set(rows)
+    assert ("torch", "fp16") not in rows  # torch eager on CPU is the fp32 reference only
+    for precision in ("fp32", "fp16", "int8"):
+        row = rows[("ort", precision)]
+        assert row["parity"]["status"] == "pass", row
+        assert row["exported"]["path"] == str(out / ("model.onnx" if precision == "fp32"
+                                                     else f"model.{precision}.onnx"))
+        assert row["latency"]["status"] == "pass"
+        assert row["parity"]["samples"] == 120
+    int8 = rows[("ort", "int8")]["parity"]
+    assert abs(int8["accuracy_delta"]) <= 0.02 and int8["top1_agreement"] >= 0.9
+    assert rows[("ort", "int8")]["settings"]["graph_optimization_level"] == "ORT_ENABLE_BASIC"
+    assert rows[("ort", "fp32")]["settings"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert report["parity_data"]["accuracy_judged"] and not report["notes"]
+    assert rows[("trt", "int8")]["parity"]["status"] == "unavailable"
+
+
+def test_fp16_graph_is_half_inside_with_fp32_io(exported: tuple[Path, dict]) -> None:
+    model = onnx.load(str(exported[0] / "model.fp16.onnx"))
+    float_type = onnx.TensorProto.FLOAT
+    assert model.graph.input[0].type.tensor_type.elem_type == float_type
+    assert model.graph.output[0].type.tensor_type.elem_type == float_type
+    weights = [t for t in model.graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+
+
+def test_int8_graph_is_symmetric_qdq_with_per_channel_weights(
+        exported: tuple[Path, dict]) -> None:
+    model = onnx.load(str(exported[0] / "model.int8.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    zero_points = [inits[n.input[2]] for n in model.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert zero_points and not any(z.any() for z in zero_points)  # symmetric: all 0
+    # int8 everywhere but the conv biases, which Q/DQ keeps in int32
+    assert {z.dtype for z in zero_points} == {np.dtype(np.int8), np.dtype(np.int32)}
+    conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                   and inits.get(n.input[1]) is not None and inits[n.input[1]].ndim == 1
+                   and inits[n.input[1]].size > 1]
+    assert conv_weights and per_channel
+    assert all(a.attribute[0].i == 0 for a in per_channel if a.attribute)  # axis 0
+
+
+def test_bench_runs_a_given_int8_file_at_its_precision(exported: tuple[Path, dict]) -> None:
+    proc = nasctl("bench", str(exported[0] / "model.int8.onnx"), "--backend", "ort", "--runs",
+                  "2", "--warmup", "0", "--threads", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["results"]
+    assert row["precision"] == "int8" and row["status"] == "pass"
+    assert row["settings"]["graph_optimization_level"] == "ORT_ENABLE_BASIC"
+
+
+def test_bench_refusals(exported: tuple[Path, dict], tmp_path: Path) -> None:
+    onnx_file = str(exported[0] / "model.onnx")
+    assert_refused(nasctl("bench", onnx_file, "--batch", "1,8"), "--dynamic-batch")
+    assert_refused(nasctl("bench", onnx_file, "--backend", "trt"), "nothing could be measured")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07not an onnx model at all" * 50)
+    assert_refused(nasctl("bench", str(garbage)), str(garbage), "not a valid ONNX file")
+    assert_refused(nasctl("bench", onnx_file, "--runs", "0"), "--runs must be at least 1")
+
+
+def test_export_refusals(tmp_path: Path) -> None:
+    out = str(tmp_path / "e")
+    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--precision", "fp8"), "fp8")
+    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--no-onnx"), "--no-onnx")
+    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--latency-runs", "0"),
+                   "--latency-runs")
+    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--calib-method", "bogus"),
+                   "--calib-method")
+
+
+def test_precisions_and_runtime_declarations() -> None:
+    assert parse_precisions("int8, fp32,int8") == ("int8", "fp32")
+    for name, cls in RUNTIMES.items():
+        runtime = make_runtime(name, "fp16")
+        if "fp16" not in cls.precisions:
+            assert runtime.unavailable_reason() == f"runs {', '.join(cls.precisions)}, not fp16"
