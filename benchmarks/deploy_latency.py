@@ -64,8 +64,8 @@ def bench_genotype(name: str, threads_list: list[int], runs: int, tmp: Path,
     for threads in threads_list:
         variants = [
             ("torch eager", "torch", Artifacts(net=source.net)),
-            ("ORT CPU, nasctl export", "ort", Artifacts(onnx_path=ours.path)),
-            ("ORT CPU, plain TorchScript ONNX", "ort", Artifacts(onnx_path=str(plain))),
+            ("ORT CPU, nasctl export", "ort", Artifacts(onnx={"fp32": ours.path})),
+            ("ORT CPU, plain TorchScript ONNX", "ort", Artifacts(onnx={"fp32": str(plain)})),
         ]
         reference = None
         for label, runtime_name, artifacts in variants:
