@@ -32,6 +32,27 @@ def tensorrt_status() -> str:
     return str(getattr(trt, "__version__", "unknown version"))
 
 
+def onnxruntime_build() -> str:
+    """Which ONNX Runtime build is importable. ``onnxruntime`` and ``onnxruntime-gpu``
+    install the same package folder and the last one installed wins, so when both
+    distributions are present the answer says so."""
+    cpu, gpu = _version("onnxruntime"), _version("onnxruntime-gpu")
+    installed = [f"{name} {v}" for name, v in (("onnxruntime", cpu), ("onnxruntime-gpu", gpu))
+                 if v != "not installed"]
+    if not installed:
+        return "not installed"
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return f"unusable ({exc})"
+    build = "GPU" if "CUDAExecutionProvider" in ort.get_available_providers() else "CPU"
+    text = f"{ort.__version__} ({build} build)"
+    if len(installed) > 1:
+        text += (f"; warning: both {' and '.join(installed)} are installed and share one "
+                 "folder: pip uninstall -y onnxruntime onnxruntime-gpu, then install one")
+    return text
+
+
 def environment() -> dict[str, Any]:
     import torch
 
@@ -46,8 +67,7 @@ def environment() -> dict[str, Any]:
         "cuda_available": torch.cuda.is_available(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "onnx": _version("onnx"),
-        "onnxruntime": _version("onnxruntime") if _version("onnxruntime") != "not installed"
-        else _version("onnxruntime-gpu"),
+        "onnxruntime": onnxruntime_build(),
         "tensorrt": tensorrt_status(),
         "networkx": _version("networkx"),
         "numpy": _version("numpy"),
