@@ -45,14 +45,46 @@ def test_sparse_keeps_top2_edges_above_threshold_only() -> None:
     build_network(g, dataset="digits", C=4, layers=3)
 
 
-def test_edge_mode_keeps_several_ops_per_edge() -> None:
-    w = _weights({(0, "sep_conv_3x3"): 0.9, (0, "skip_connect"): 0.87, (1, "dil_conv_5x5"): 0.86})
+def test_edge_mode_keeps_the_top2_ops_of_each_edge_above_threshold() -> None:
+    # The official FairDARTS `edge` rule: on every edge sort the op weights, take the two
+    # largest, keep each of them that reaches the threshold. Expected output worked out by
+    # hand from that rule for this matrix (ops: max, avg, skip, sep3, sep5, dil3, dil5).
+    w = _weights({
+        (0, "sep_conv_3x3"): 0.90, (0, "skip_connect"): 0.87, (0, "dil_conv_5x5"): 0.86,
+        (1, "max_pool_3x3"): 0.99, (1, "avg_pool_3x3"): 0.98, (1, "sep_conv_5x5"): 0.97,
+        (1, "dil_conv_3x3"): 0.96,  # 4 ops above 0.85: only the top 2 survive
+        (2, "dil_conv_3x3"): 0.95, (2, "sep_conv_5x5"): 0.84,  # 2nd below threshold
+        (4, "skip_connect"): 0.80,  # best op below threshold: edge dropped
+        (7, "avg_pool_3x3"): 0.85,  # exactly the threshold: kept
+        (13, "sep_conv_3x3"): 0.91, (13, "dil_conv_5x5"): 0.91, (13, "max_pool_3x3"): 0.91,
+    })
     edges = edge_threshold(w, OPS, 4, 0.85)
-    assert sorted(edges) == sorted([("skip_connect", 0, 2), ("sep_conv_3x3", 0, 2),
-                                    ("dil_conv_5x5", 1, 2)])
+    assert edges == [
+        ("skip_connect", 0, 2), ("sep_conv_3x3", 0, 2),  # dil_conv_5x5 0.86 is 3rd
+        ("max_pool_3x3", 1, 2), ("avg_pool_3x3", 1, 2),
+        ("dil_conv_3x3", 0, 3),
+        ("avg_pool_3x3", 2, 4),
+        ("max_pool_3x3", 4, 5), ("sep_conv_3x3", 4, 5),  # a 3-way tie: earlier ops win
+    ]
+    # The keep-everything-above-threshold reading would give 12 ops here.
+    assert len([v for v in w.flatten() if v >= 0.85]) == 12
+    assert len(edge_threshold(w, OPS, 4, 0.85, k=1)) == 5
+    assert len(edge_threshold(w, OPS, 4, 0.85, k=7)) == 12
     choice = choose_with_fallback(edges, w, OPS, 4)
     g = build_genotype(choice, choice, 4)
-    assert g.normal.number_of_edges(0, 2) == 2 and g.normal.graph["concat"] == [2]
+    assert g.normal.number_of_edges(0, 2) == 2 and g.normal.number_of_edges(1, 2) == 2
+    assert g.normal.graph["concat"] == [2, 3, 4, 5]
+    build_network(g, dataset="digits", C=4, layers=3)
+
+
+def test_fairdarts_edge_k_is_an_option() -> None:
+    from nasctl.errors import NasctlError
+
+    assert get_method("fairdarts", discretization="edge").options()["edge_k"] == 2
+    assert get_method("fairdarts", discretization="edge", edge_k=3).edge_k == 3
+    assert "edge_k" not in get_method("fairdarts").options()  # sparse: no per-edge cap
+    with pytest.raises(NasctlError, match="--edge-k"):
+        get_method("fairdarts", discretization="edge", edge_k=0)
 
 
 def test_empty_cell_falls_back_to_strongest_op_per_node() -> None:

@@ -68,6 +68,8 @@ def search_cmd(
                                                 help="fairdarts: sparse or edge")] = "sparse",
     threshold: Annotated[float, typer.Option("--threshold", help="fairdarts: sigmoid "
                                              "threshold")] = 0.85,
+    edge_k: Annotated[int, typer.Option("--edge-k", help="fairdarts edge: ops kept per edge "
+                                        "at most (the official rule keeps 2)")] = 2,
     node_norm: Annotated[str, typer.Option("--node-norm", help="idarts: bn, rms or "
                                            "none")] = "bn",
     decorrelation: Annotated[str, typer.Option("--decorrelation", help="idarts: lstsq, "
@@ -113,7 +115,7 @@ def search_cmd(
         raise NasctlError(f"unknown --space {space!r} (cell or mbconv)")
     method_options: dict[str, Any] = {
         "fairdarts": {"w01": w01, "loss01": loss01, "discretization": discretization,
-                      "threshold": threshold},
+                      "threshold": threshold, "edge_k": edge_k},
         "idarts": {"node_norm": node_norm, "decorrelation": decorrelation,
                    "gs_order": gs_order},
         "darts": {"unrolled": unrolled},

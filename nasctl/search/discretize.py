@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nasctl.errors import GenotypeError
+from nasctl.errors import GenotypeError, NasctlError
 from nasctl.genotypes import Genotype
 from nasctl.genotypes.genotype import make_cell
 
@@ -63,15 +63,21 @@ def sparse_threshold(weights: np.ndarray, ops: Sequence[str], num_nodes: int,
 
 
 def edge_threshold(weights: np.ndarray, ops: Sequence[str], num_nodes: int,
-                   threshold: float) -> list[Edge]:
-    """FairDARTS ``edge``: every op whose weight reaches ``threshold`` on every edge."""
+                   threshold: float, k: int = 2) -> list[Edge]:
+    """FairDARTS ``edge``, as the official ``parse()`` does it: on every edge the ``k``
+    strongest ops (by weight; ties to the earlier op), each kept only if its weight
+    reaches ``threshold``. A node may keep many in-edges, an edge at most ``k`` ops."""
+    if k < 1:
+        raise NasctlError(f"--edge-k must be at least 1, got {k}")
+    allowed = [j for j, op in enumerate(ops) if op != "none"]
     src = _sources(num_nodes)
     edges: list[Edge] = []
     for i, rows in enumerate(_node_edges(num_nodes)):
         for e in rows:
-            for k, op in enumerate(ops):
-                if op != "none" and weights[e, k] >= threshold:
-                    edges.append((op, src[e], i + NUM_INPUTS))
+            ranked = sorted(allowed, key=lambda j, e=e: (-weights[e, j], j))[:k]
+            for j in sorted(ranked):
+                if weights[e, j] >= threshold:
+                    edges.append((ops[j], src[e], i + NUM_INPUTS))
     return edges
 
 

@@ -27,14 +27,17 @@ class FairDarts(SearchMethod):
 
     def __init__(self, w01: float = 10.0, loss01: Literal["l2", "l1"] = "l2",
                  discretization: Literal["sparse", "edge"] = "sparse",
-                 threshold: float = 0.85) -> None:
+                 threshold: float = 0.85, edge_k: int = 2) -> None:
         if loss01 not in ("l2", "l1"):
             raise NasctlError(f"--loss01 must be l2 or l1, got {loss01!r}")
         if discretization not in ("sparse", "edge"):
             raise NasctlError(f"--discretization must be sparse or edge, got {discretization!r}")
         if not 0.0 < threshold < 1.0:
             raise NasctlError(f"--threshold must be between 0 and 1, got {threshold}")
+        if edge_k < 1:
+            raise NasctlError(f"--edge-k must be at least 1, got {edge_k}")
         self.w01, self.loss01 = w01, loss01
+        self.edge_k = edge_k
         self.discretization, self.threshold = discretization, threshold
 
     def activation(self, alpha: torch.Tensor) -> torch.Tensor:
@@ -57,7 +60,8 @@ class FairDarts(SearchMethod):
             if self.discretization == "sparse":
                 edges = sparse_threshold(weights, model.ops, model.num_nodes, self.threshold)
             else:
-                edges = edge_threshold(weights, model.ops, model.num_nodes, self.threshold)
+                edges = edge_threshold(weights, model.ops, model.num_nodes, self.threshold,
+                                       self.edge_k)
             choice = choose_with_fallback(edges, weights, model.ops, model.num_nodes)
             if choice.fallback:
                 notes.append(f"no {cell_name}-cell op reached sigmoid >= {self.threshold}; kept "
@@ -66,5 +70,9 @@ class FairDarts(SearchMethod):
         return Discretized(choices[0], choices[1], self.options(), notes)
 
     def options(self) -> dict[str, Any]:
-        return {"w01": self.w01, "loss01": self.loss01, "discretization": self.discretization,
-                "threshold": self.threshold}
+        options: dict[str, Any] = {"w01": self.w01, "loss01": self.loss01,
+                                   "discretization": self.discretization,
+                                   "threshold": self.threshold}
+        if self.discretization == "edge":
+            options["edge_k"] = self.edge_k  # ops kept per edge at most (official: 2)
+        return options
