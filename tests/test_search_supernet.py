@@ -51,3 +51,42 @@ def test_arch_and_weight_parameters_are_separate() -> None:
     # search BN is parameter-free and keeps no running statistics
     bns = [m for m in net.cells.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(m.weight is None and m.running_mean is None for m in bns)
+
+
+def test_copies_follow_their_own_weights() -> None:
+    """An EMA/SWA copy or DARTS's ``model.new()`` port: ``copy.deepcopy`` and a state_dict
+    round trip give networks whose fast path runs their own modules, not the original's."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    net = SearchNetwork(FAIRDARTS_OPS, torch.sigmoid, channels=4, layers=3, alpha_init=0.5)
+    x, y = torch.randn(2, 3, 16, 16), torch.randint(0, 10, (2,))
+    before = _outputs(net, x, y)
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in twin.weight_parameters():
+            p.mul_(-1.5).add_(0.1)
+    after = _outputs(net, x, y)  # the original is untouched by changes to its copy
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    fast = _outputs(twin, x, y)
+    twin.impl = "naive"
+    naive = _outputs(twin, x, y)
+    for a, b in zip(naive, fast, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(fast[0], before[0])
+    # every gradient of the copy lands on the copy's parameters, none on the original's
+    assert all(p.grad is not None for p in twin.weight_parameters())
+    net.zero_grad(set_to_none=True)
+    twin.impl = "fast"
+    F.cross_entropy(twin(x), y).backward()
+    assert all(p.grad is None for p in net.parameters())
+
+    fresh = SearchNetwork(FAIRDARTS_OPS, torch.sigmoid, channels=4, layers=3)
+    fresh.load_state_dict(twin.state_dict())
+    for a, b in zip(fast, _outputs(fresh, x, y), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    unpickled = pickle.loads(pickle.dumps(twin))
+    for a, b in zip(fast, _outputs(unpickled, x, y), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)

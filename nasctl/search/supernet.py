@@ -185,7 +185,21 @@ class SearchCell(nn.Module):
         )
         norms = [make_node_norm(node_norm, c) for _ in range(num_nodes)]
         self.node_norms = nn.ModuleList(n for n in norms if n is not None) if norms[0] else None
+        self.op_names = tuple(ops)
         self._build_plan(ops)
+
+    # The fast-path plan holds closures over this cell's op modules. copy.deepcopy and
+    # pickle would carry those closures over unchanged, so a copy would run (and train)
+    # the original's modules: the plan is left out of the state and rebuilt from the
+    # copy's own modules instead.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_plan", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._build_plan(self.op_names)
 
     def _build_plan(self, ops: Sequence[str]) -> None:
         """Precompute the fast path once: per edge, its ops as :class:`_PlanEntry`."""
