@@ -46,6 +46,7 @@ from nasctl.cli import pipeline as _pipeline  # noqa: E402
 from nasctl.cli import search as _search  # noqa: E402
 from nasctl.cli import train as _train  # noqa: E402
 from nasctl.cli import validate as _validate  # noqa: E402
+from nasctl.cli import weights as _weights  # noqa: E402
 
-for _module in (_pipeline, _search, _train, _export, _validate, _genotypes):
+for _module in (_pipeline, _search, _train, _export, _validate, _genotypes, _weights):
     _module.register(app)
