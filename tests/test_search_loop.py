@@ -126,3 +126,15 @@ def test_two_process_search_keeps_arch_weights_identical(tmp_path: Path) -> None
     assert any(abs(w) > 1e-6 for row in a0["normal"] for w in row)  # they were trained
     assert (out / "genotype.json").exists()
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+
+def test_search_augmentation_is_recorded(tmp_path: Path) -> None:
+    from nasctl.search import SearchConfig, get_method, run_search
+
+    method = get_method("fairdarts")
+    assert SearchConfig(dataset="cifar10").resolved(method).augment is True  # official
+    assert SearchConfig(dataset="digits").resolved(method).augment is False
+    cfg = SearchConfig(method="fairdarts", init_channels=4, layers=3, batch_size=8,
+                       steps_per_epoch=1, epochs=1, device="cpu", augment=True)
+    run_search(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["augment"] is True

@@ -47,6 +47,10 @@ def search_cmd(
     train_portion: Annotated[float, typer.Option("--train-portion", help="share of the "
                                                  "training set for weights (rest: "
                                                  "architecture)")] = 0.5,
+    augment: Annotated[bool | None, typer.Option(
+        "--augment/--no-augment", show_default=False,
+        help="read both search halves with the training augmentation (default: on, as "
+             "the official searches; off for digits)")] = None,
     ops: Annotated[str | None, _opt("comma-separated candidate ops (default: the method's)",
                                     "--ops")] = None,
     init_channels: Annotated[int, typer.Option("--init-channels", help="C")] = 16,
@@ -122,7 +126,7 @@ def search_cmd(
     }.get(method, {})
     config = SearchConfig(
         method=method, method_options=method_options, dataset=dataset, data_dir=data_dir,
-        download=download, train_portion=train_portion,
+        download=download, train_portion=train_portion, augment=augment,
         ops=[o.strip() for o in ops.split(",") if o.strip()] if ops else None,
         init_channels=init_channels, layers=layers, nodes=nodes, batch_size=batch_size,
         epochs=epochs, lr=lr, lr_min=lr_min, arch_lr=arch_lr, weight_decay=weight_decay,

@@ -27,7 +27,7 @@ OnEvent = Callable[[Event], None]
 CHECKPOINT = "checkpoint.pt"
 # Settings a resumed run must share with the run it continues.
 _RESUME_KEYS = ("method", "method_options", "dataset", "ops", "init_channels", "layers", "nodes",
-                "batch_size", "epochs", "seed", "train_portion", "steps_per_epoch")
+                "batch_size", "epochs", "seed", "train_portion", "steps_per_epoch", "augment")
 
 
 @dataclass
@@ -40,6 +40,9 @@ class SearchConfig:
     data_dir: str | None = None
     download: bool = False
     train_portion: float = 0.5
+    # Both search halves read with the training augmentation, as the official DARTS and
+    # FairDARTS searches do (CIFAR: crop 32 pad 4, flip). None: on except for digits.
+    augment: bool | None = None
     ops: list[str] | None = None
     init_channels: int = 16
     layers: int = 8
@@ -70,6 +73,7 @@ class SearchConfig:
         return replace(
             self,
             ops=list(self.ops) if self.ops else list(method.default_ops),
+            augment=self.dataset != "digits" if self.augment is None else self.augment,
             batch_size=self.batch_size or h.batch_size,
             epochs=self.epochs or h.epochs,
             lr=h.lr if self.lr is None else self.lr,
@@ -143,7 +147,8 @@ class _Search:
         cfg = self.cfg
         assert cfg.batch_size is not None
         self.info = dataset_info(cfg.dataset)
-        train = get_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download)
+        train = get_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download,
+                            augment=bool(cfg.augment))
         w_set, a_set = search_split(train, cfg.train_portion, cfg.seed)
         if min(len(w_set), len(a_set)) < cfg.batch_size * self.dist.world_size:
             raise NasctlError(f"--batch-size {cfg.batch_size} is larger than a search half "
