@@ -26,6 +26,9 @@ def pipeline_cmd(
     search_epochs: Annotated[int | None, typer.Option(help="search epochs")] = None,
     search_steps: Annotated[int | None, typer.Option(
         help="search steps per epoch (default: the whole data half)")] = None,
+    augment: Annotated[bool | None, typer.Option(
+        "--augment/--no-augment", show_default=False,
+        help="search augmentation (default: on for CIFAR/ImageNet, off for digits)")] = None,
     train_epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
     train_steps: Annotated[int | None, typer.Option(
         help="training steps per epoch (default: the whole training set)")] = None,
@@ -44,6 +47,8 @@ def pipeline_cmd(
         search["epochs"] = search_epochs
     if search_steps is not None:
         search["steps_per_epoch"] = search_steps
+    if augment is not None:
+        search["augment"] = augment
     train: dict[str, Any] = {}
     if train_epochs is not None:
         train["epochs"] = train_epochs

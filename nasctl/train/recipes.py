@@ -1,7 +1,10 @@
 """Final-training recipes, as data.
 
 ``cifar10`` and ``imagenet`` are the DARTS evaluation settings (Liu et al., ICLR 2019, and the
-official ``train.py`` / ``train_imagenet.py``), which FairDARTS and iDARTS reuse. ``digits`` is
+official ``train.py`` / ``train_imagenet.py``). FairDARTS's CIFAR script uses the CIFAR
+settings; the official FairDARTS code has no ImageNet training script (its ImageNet model
+came from a different, unreleased search space), so ``imagenet`` is DARTS's recipe, not a
+FairDARTS one. ``digits`` is
 a small CPU setting on the embedded digits dataset: a few minutes on two cores, well above
 chance, for trying the whole pipeline offline.
 
