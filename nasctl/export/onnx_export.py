@@ -78,7 +78,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
                 used = "dynamo"
             except Exception as exc:  # the exporter raises many types; record and fall back
                 if exporter == "dynamo":
-                    raise ExportError(f"dynamo ONNX export failed: {_one_line(exc)}") from None
+                    raise ExportError(f"dynamo ONNX export failed: {one_line(exc)}") from None
                 fallback_reason = f"dynamo exporter failed: {_root_cause(exc)}"
         if exporter == "torchscript" or fallback_reason is not None:
             try:
@@ -86,7 +86,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
             except Exception as exc:
                 prefix = f"{fallback_reason}; " if fallback_reason else ""
                 raise ExportError(
-                    f"{prefix}TorchScript ONNX export failed: {_one_line(exc)}"
+                    f"{prefix}TorchScript ONNX export failed: {one_line(exc)}"
                 ) from None
             used = "torchscript"
         model = onnx.load(str(raw))
@@ -128,12 +128,12 @@ def _export(net: nn.Module, path: Path, input_shape: tuple[int, int, int], opset
         kwargs["external_data"] = False
     # Exporters print progress, log and warn freely; library code keeps the terminal clean
     # (the warnings are kept in the result, the failure reason in the exception).
-    with warnings.catch_warnings(record=True) as records, _silenced(), _quiet_torch_logs():
+    with warnings.catch_warnings(record=True) as records, _silenced(), quiet_logger("torch"):
         warnings.simplefilter("always")
         torch.onnx.export(net, (example,), str(path), dynamo=dynamo, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
                           **kwargs)
-    caught.extend(_one_line(r.message) for r in records)
+    caught.extend(one_line(r.message) for r in records)
 
 
 @contextmanager
@@ -159,14 +159,16 @@ def _silenced() -> Iterator[None]:
 
 
 @contextmanager
-def _quiet_torch_logs() -> Iterator[None]:
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+def quiet_logger(name: str | None, level: int = logging.CRITICAL) -> Iterator[None]:
+    """Raise one logger's level (None: the root logger) for the duration: library code
+    keeps the terminal to the CLI."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(previous)
 
 
 def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -178,7 +180,7 @@ def check_and_infer(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
                                                  data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ExportError(f"exported ONNX model failed its checks: {_one_line(exc)}") from None
+        raise ExportError(f"exported ONNX model failed its checks: {one_line(exc)}") from None
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
@@ -209,7 +211,7 @@ def load_onnx_file(path: str | os.PathLike[str]) -> onnx.ModelProto:
     try:
         return onnx.load(os.fspath(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeWarning) as exc:
-        raise ExportError(f"{path}: not a valid ONNX file ({_one_line(exc)})") from None
+        raise ExportError(f"{path}: not a valid ONNX file ({one_line(exc)})") from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -259,13 +261,13 @@ def _root_cause(exc: BaseException) -> str:
     root = exc
     while root.__cause__ is not None:
         root = root.__cause__
-    return f"{type(root).__name__}: {_one_line(root)}"
+    return f"{type(root).__name__}: {one_line(root)}"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _one_line(exc: object) -> str:
+def one_line(exc: object) -> str:
     text = _ANSI.sub("", str(exc)).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return first[:300]

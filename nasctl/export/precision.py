@@ -14,18 +14,17 @@ and what ONNX Runtime on a CPU proves is what a GPU runs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasctl.atomic import write_bytes
 from nasctl.errors import NasctlError
+from nasctl.export.onnx_export import one_line, quiet_logger
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,7 +128,7 @@ def _write_fp16(source: Path, out: Path) -> str:
     try:
         model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
     except Exception as exc:  # the converter raises bare exceptions on graphs it cannot type
-        raise PrecisionError(f"fp16 conversion of {source} failed: {_one_line(exc)}") from None
+        raise PrecisionError(f"fp16 conversion of {source} failed: {one_line(exc)}") from None
     write_bytes(out, model.SerializeToString())
     return "onnxconverter_common.float16 (keep_io_types)"
 
@@ -161,7 +160,9 @@ def _write_int8(source: Path, out: Path, calibration: Calibration) -> str:
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[calibration.method]
-    with tempfile.TemporaryDirectory(prefix="nasctl-int8-") as tmp, _quiet_ort_logging():
+    # the quantizer warns on the root logger (e.g. per-channel axes of BN vectors)
+    with tempfile.TemporaryDirectory(prefix="nasctl-int8-") as tmp, \
+            quiet_logger(None, logging.ERROR):
         prepared = Path(tmp) / "prepared.onnx"
         quantized = Path(tmp) / "int8.onnx"
         try:
@@ -176,25 +177,7 @@ def _write_int8(source: Path, out: Path, calibration: Calibration) -> str:
             raise
         except Exception as exc:
             raise PrecisionError(f"int8 quantization of {source} failed: "
-                                 f"{_one_line(exc)}") from None
+                                 f"{one_line(exc)}") from None
         write_bytes(out, quantized.read_bytes())
     return (f"onnxruntime.quantization.quantize_static (QDQ, per-channel symmetric int8 "
             f"weights, symmetric int8 activations, {calibration.method})")
-
-
-@contextlib.contextmanager
-def _quiet_ort_logging() -> Iterator[None]:
-    """ORT's quantizer logs warnings (e.g. per-channel axes of BN vectors) on the root
-    logger; library code keeps the terminal to the CLI."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
