@@ -80,6 +80,16 @@ def search_cmd(
                                                "gram-schmidt or none")] = "lstsq",
     gs_order: Annotated[str, typer.Option("--gs-order", help="idarts gram-schmidt: alpha or "
                                           "index")] = "alpha",
+    decorrelate_over: Annotated[str, typer.Option("--decorrelate-over", help="idarts: "
+                                                  "decorrelate an op against the ops of all "
+                                                  "its node's in-edges (node) or of its own "
+                                                  "edge (edge)")] = "node",
+    similarity: Annotated[str, typer.Option("--similarity", help="idarts: cosine or inner "
+                                            "(product) of node and decorrelated op "
+                                            "output")] = "cosine",
+    node_output: Annotated[str, typer.Option("--node-output", help="idarts: score against "
+                                             "the node before (pre-norm) or after "
+                                             "(post-norm) node normalization")] = "pre-norm",
     probe_batches: Annotated[int, typer.Option("--probe-batches", help="idarts: held-out "
                                                "batches for decorrelation")] = 4,
     unrolled: Annotated[bool, typer.Option("--unrolled", help="darts: second-order "
@@ -121,7 +131,8 @@ def search_cmd(
         "fairdarts": {"w01": w01, "loss01": loss01, "discretization": discretization,
                       "threshold": threshold, "edge_k": edge_k},
         "idarts": {"node_norm": node_norm, "decorrelation": decorrelation,
-                   "gs_order": gs_order},
+                   "gs_order": gs_order, "decorrelate_over": decorrelate_over,
+                   "similarity": similarity, "node_output": node_output},
         "darts": {"unrolled": unrolled},
     }.get(method, {})
     config = SearchConfig(

@@ -4,7 +4,7 @@ what its abstract says and how each named option here reads it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -19,58 +19,77 @@ from nasctl.search.supernet import NodeNorm, SearchNetwork
 
 Decorrelation = Literal["lstsq", "gram-schmidt", "none"]
 DECORRELATIONS = ("lstsq", "gram-schmidt", "none")
+DecorrelateOver = Literal["node", "edge"]
+Similarity = Literal["cosine", "inner"]
+NodeOutput = Literal["pre-norm", "post-norm"]
+# A residual below this fraction of its op's norm is numerical noise: the op is explained.
+_RESIDUAL_TOL = 1e-6
 
 
 def decorrelation_scores(gram: np.ndarray, mode: Decorrelation = "lstsq",
-                         order: list[int] | None = None) -> np.ndarray:
+                         order: Sequence[int] | None = None,
+                         groups: Sequence[Hashable] | None = None,
+                         similarity: Similarity = "cosine") -> np.ndarray:
     """Score m op outputs against a node output from their Gram matrix.
 
     ``gram`` is (m+1)x(m+1) over the flattened outputs v_1..v_m and the node output n
     (last). Each op's *decorrelated* output r_k is v_k minus its least-squares projection
-    on a set S of other ops; the score is cos(n, r_k).
+    on a set S of other ops of its group (``groups[k]``; default: all ops one group):
 
-    - ``lstsq``: S = every other op (symmetric: r_k is the part of v_k no other op explains;
-      the score is the partial correlation of the node with op k);
-    - ``gram-schmidt``: S = the ops before k in ``order`` (default: as given);
-    - ``none``: S = {} (plain cosine, no decorrelation).
+    - ``lstsq``: S = every other op of the group (symmetric: r_k is the part of v_k no
+      other op explains);
+    - ``gram-schmidt``: S = the group's ops before k in ``order`` (default: as given);
+    - ``none``: S = {} (no decorrelation).
 
-    An op the others explain completely (r_k = 0) scores 0.
+    The score is ``cos(n, r_k)`` (``cosine``) or ``<n, r_k> / ||n||^2`` (``inner``: the inner
+    product, divided by a factor every op of the node shares, so scores of different nodes
+    and cells are on one scale). An op the others explain completely (r_k = 0) scores 0.
     """
+    if mode not in DECORRELATIONS:
+        raise NasctlError(f"unknown decorrelation {mode!r} ({', '.join(DECORRELATIONS)})")
+    if similarity not in ("cosine", "inner"):
+        raise NasctlError(f"unknown similarity {similarity!r} (cosine or inner)")
     m = gram.shape[0] - 1
     g_ops, g_node, n2 = gram[:m, :m], gram[:m, m], gram[m, m]
     position = {k: i for i, k in enumerate(order if order is not None else range(m))}
+    group = list(groups) if groups is not None else [0] * m
     scores = np.zeros(m)
+    if n2 <= 0:
+        return scores
     for k in range(m):
+        same = [j for j in range(m) if j != k and group[j] == group[k]]
         if mode == "lstsq":
-            others = [j for j in range(m) if j != k]
+            others = same
         elif mode == "gram-schmidt":
-            others = [j for j in range(m) if position[j] < position[k]]
-        elif mode == "none":
-            others = []
+            others = [j for j in same if position[j] < position[k]]
         else:
-            raise NasctlError(f"unknown decorrelation {mode!r} ({', '.join(DECORRELATIONS)})")
+            others = []
         r2, rn = g_ops[k, k], g_node[k]
         if others:
             beta = np.linalg.pinv(g_ops[np.ix_(others, others)], rcond=1e-10,
                                   hermitian=True) @ g_ops[others, k]
             r2 = r2 - g_ops[k, others] @ beta
             rn = rn - g_node[others] @ beta
-        scale = float(np.sqrt(max(r2, 0.0) * n2))
-        scores[k] = rn / scale if scale > 1e-12 * max(g_ops[k, k] * n2, 1e-300) ** 0.5 else 0.0
+        if r2 <= _RESIDUAL_TOL**2 * g_ops[k, k]:
+            continue
+        scores[k] = rn / np.sqrt(r2 * n2) if similarity == "cosine" else rn / n2
     return scores
 
 
 class _GramCollector:
-    """Accumulates, per (cell, node), the Gram matrix of its op outputs and its sum."""
+    """Accumulates, per (cell, node), the Gram matrix of its op outputs and of the node's
+    output (``pre-norm``: the weighted sum; ``post-norm``: after node normalization)."""
 
-    def __init__(self) -> None:
+    def __init__(self, node_output: NodeOutput) -> None:
+        self.node_output = node_output
         self.grams: dict[tuple[int, int], np.ndarray] = {}
         self.keys: dict[tuple[int, int], list[tuple[int, int]]] = {}
 
     def __call__(self, cell: int, node: int, outputs: dict[tuple[int, int], torch.Tensor],
-                 total: torch.Tensor) -> None:
+                 total: torch.Tensor, normalized: torch.Tensor) -> None:
         keys = sorted(outputs)
-        v = torch.stack([outputs[k].flatten() for k in keys] + [total.flatten()]).double()
+        n = normalized if self.node_output == "post-norm" else total
+        v = torch.stack([outputs[k].flatten() for k in keys] + [n.flatten()]).double()
         gram = (v @ v.T).cpu().numpy()
         slot = (cell, node)
         self.keys[slot] = keys
@@ -85,7 +104,9 @@ class IDarts(SearchMethod):
     needs_probe = True
 
     def __init__(self, node_norm: NodeNorm = "bn", decorrelation: Decorrelation = "lstsq",
-                 gs_order: Literal["alpha", "index"] = "alpha") -> None:
+                 gs_order: Literal["alpha", "index"] = "alpha",
+                 decorrelate_over: DecorrelateOver = "node", similarity: Similarity = "cosine",
+                 node_output: NodeOutput = "pre-norm") -> None:
         if node_norm not in ("bn", "rms", "none"):
             raise NasctlError(f"--node-norm must be bn, rms or none, got {node_norm!r}")
         if decorrelation not in DECORRELATIONS:
@@ -93,9 +114,18 @@ class IDarts(SearchMethod):
                               f"got {decorrelation!r}")
         if gs_order not in ("alpha", "index"):
             raise NasctlError(f"--gs-order must be alpha or index, got {gs_order!r}")
+        if decorrelate_over not in ("node", "edge"):
+            raise NasctlError(f"--decorrelate-over must be node or edge, got {decorrelate_over!r}")
+        if similarity not in ("cosine", "inner"):
+            raise NasctlError(f"--similarity must be cosine or inner, got {similarity!r}")
+        if node_output not in ("pre-norm", "post-norm"):
+            raise NasctlError(f"--node-output must be pre-norm or post-norm, got {node_output!r}")
         self._node_norm: NodeNorm = node_norm
         self.decorrelation: Decorrelation = decorrelation
         self.gs_order = gs_order
+        self.decorrelate_over: DecorrelateOver = decorrelate_over
+        self.similarity: Similarity = similarity
+        self.node_output: NodeOutput = node_output
 
     @property
     def node_norm(self) -> NodeNorm:
@@ -108,7 +138,7 @@ class IDarts(SearchMethod):
                   probe: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[np.ndarray]:
         """[num_edges, num_ops] decorrelation scores for (normal, reduce), averaged over the
         cells of each type; ops never computed (``none``) score -inf."""
-        collect = _GramCollector()
+        collect = _GramCollector(self.node_output)
         device = next(model.parameters()).device
         batches = 0
         for x, _y in probe:
@@ -125,7 +155,9 @@ class IDarts(SearchMethod):
             order = None
             if self.gs_order == "alpha":  # strongest alpha first keeps its whole output
                 order = sorted(range(len(keys)), key=lambda i: -alphas[t][keys[i]])
-            scores = decorrelation_scores(gram, self.decorrelation, order)
+            groups = [e for e, _k in keys] if self.decorrelate_over == "edge" else None
+            scores = decorrelation_scores(gram, self.decorrelation, order, groups,
+                                          self.similarity)
             for (e, k), s in zip(keys, scores, strict=True):
                 sums[t][e, k] += s
         result = []
@@ -153,4 +185,5 @@ class IDarts(SearchMethod):
 
     def options(self) -> dict[str, Any]:
         return {"node_norm": self.node_norm, "decorrelation": self.decorrelation,
-                "gs_order": self.gs_order, "score": "cos(node, decorrelated op output)"}
+                "gs_order": self.gs_order, "decorrelate_over": self.decorrelate_over,
+                "similarity": self.similarity, "node_output": self.node_output}

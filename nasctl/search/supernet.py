@@ -39,7 +39,8 @@ from nasctl.nets.ops import POOL_OPS, DilConv, FactorizedReduce, ReLUConvBN, Sep
 
 Impl = Literal["fast", "naive"]
 Recompute = Literal["off", "full-res", "all"]
-ProbeRecorder = Callable[[int, dict[tuple[int, int], torch.Tensor], torch.Tensor], None]
+ProbeRecorder = Callable[[int, dict[tuple[int, int], torch.Tensor], torch.Tensor, torch.Tensor],
+                         None]
 NodeNorm = Literal["none", "bn", "rms"]
 NUM_INPUTS = 2
 
@@ -236,8 +237,10 @@ class SearchCell(nn.Module):
 
     def forward_probe(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                       record: ProbeRecorder) -> torch.Tensor:
-        """Forward that hands every node's op outputs to ``record(node, outputs, total)``;
-        ``outputs`` maps (edge index, op index) to that op's output (``none`` left out)."""
+        """Forward that hands every node's op outputs to ``record(node, outputs, total,
+        normalized)``; ``outputs`` maps (edge index, op index) to that op's output (``none``
+        left out), ``total`` is the node's weighted sum and ``normalized`` the node as the
+        cell passes it on (after node normalization; ``total`` itself without one)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         e = 0
         for i in range(self.num_nodes):
@@ -255,8 +258,8 @@ class SearchCell(nn.Module):
                     total = y * weights[e, k] if total is None else total + y * weights[e, k]
                 e += 1
             assert total is not None
-            record(dst, outputs, total)
             states.append(self._normalize(i, total))
+            record(dst, outputs, total, states[-1])
         return torch.cat(states[-self.multiplier:], dim=1)
 
     def _normalize(self, i: int, node: torch.Tensor) -> torch.Tensor:
@@ -369,14 +372,15 @@ class SearchNetwork(nn.Module):
 
     @torch.no_grad()
     def probe(self, x: torch.Tensor,
-              record: Callable[[int, int, dict[tuple[int, int], torch.Tensor], torch.Tensor],
-                               None]) -> torch.Tensor:
-        """A no-grad forward calling ``record(cell index, node, op outputs, node sum)``."""
+              record: Callable[[int, int, dict[tuple[int, int], torch.Tensor], torch.Tensor,
+                                torch.Tensor], None]) -> torch.Tensor:
+        """A no-grad forward calling ``record(cell index, node, op outputs, node sum,
+        normalized node)`` (see :meth:`SearchCell.forward_probe`)."""
         w_normal, w_reduce = self.arch_weights()
         s0 = s1 = self.stem(x)
         for c, cell in enumerate(self.cells):
             w = w_reduce if cell.reduction else w_normal
-            out = cell.forward_probe(s0, s1, w, lambda n, o, t, c=c: record(c, n, o, t))
+            out = cell.forward_probe(s0, s1, w, lambda n, o, t, z, c=c: record(c, n, o, t, z))
             s0, s1 = s1, out
         return self.classifier(self.global_pooling(s1).flatten(1))
 
