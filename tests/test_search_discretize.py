@@ -54,9 +54,10 @@ def test_sparse_keeps_top2_edges_above_threshold_only() -> None:
 
 
 def test_edge_mode_keeps_the_top2_ops_of_each_edge_above_threshold() -> None:
-    # The official FairDARTS `edge` rule: on every edge sort the op weights, take the two
-    # largest, keep each of them that reaches the threshold. Expected output worked out by
-    # hand from that rule for this matrix (ops: max, avg, skip, sep3, sep5, dil3, dil5).
+    # The official FairDARTS `edge` rule: on every edge sort the op weights in ascending
+    # order (a stable sort), take the last two, keep each of them that reaches the
+    # threshold, in that order. Expected output worked out by hand from that rule for this
+    # matrix (ops: max, avg, skip, sep3, sep5, dil3, dil5).
     w = _weights({
         (0, "sep_conv_3x3"): 0.90, (0, "skip_connect"): 0.87, (0, "dil_conv_5x5"): 0.86,
         (1, "max_pool_3x3"): 0.99, (1, "avg_pool_3x3"): 0.98, (1, "sep_conv_5x5"): 0.97,
@@ -69,10 +70,10 @@ def test_edge_mode_keeps_the_top2_ops_of_each_edge_above_threshold() -> None:
     edges = edge_threshold(w, OPS, 4, 0.85)
     assert edges == [
         ("skip_connect", 0, 2), ("sep_conv_3x3", 0, 2),  # dil_conv_5x5 0.86 is 3rd
-        ("max_pool_3x3", 1, 2), ("avg_pool_3x3", 1, 2),
+        ("avg_pool_3x3", 1, 2), ("max_pool_3x3", 1, 2),  # weakest first
         ("dil_conv_3x3", 0, 3),
         ("avg_pool_3x3", 2, 4),
-        ("max_pool_3x3", 4, 5), ("sep_conv_3x3", 4, 5),  # a 3-way tie: earlier ops win
+        ("sep_conv_3x3", 4, 5), ("dil_conv_5x5", 4, 5),  # a 3-way tie: the later ops win
     ]
     # The keep-everything-above-threshold reading would give 12 ops here.
     assert len([v for v in w.flatten() if v >= 0.85]) == 12
@@ -110,8 +111,11 @@ def test_darts_rule_ignores_none() -> None:
     w[:, 0] = 0.9  # 'none' strongest everywhere
     w[0, ops.index("sep_conv_3x3")] = 0.5
     w[1, ops.index("max_pool_3x3")] = 0.4
+    w[3, ops.index("dil_conv_3x3")] = 0.3  # node 3: edge 3 (from 1) beats edge 2 (from 0)
+    w[2, ops.index("avg_pool_3x3")] = 0.2
     edges = top_edges(w, ops, 4)
-    assert edges[:2] == [("sep_conv_3x3", 0, 2), ("max_pool_3x3", 1, 2)]
+    assert edges[:4] == [("sep_conv_3x3", 0, 2), ("max_pool_3x3", 1, 2),
+                         ("dil_conv_3x3", 1, 3), ("avg_pool_3x3", 0, 3)]  # strongest first
     assert all(op != "none" for op, _s, _d in edges) and len(edges) == 8
 
 

@@ -37,15 +37,16 @@ def _sources(num_nodes: int) -> list[int]:
 def top_edges(scores: np.ndarray, ops: Sequence[str], num_nodes: int, k: int = 2,
               exclude: Sequence[str] = ("none",)) -> list[Edge]:
     """The DARTS rule: per node the ``k`` in-edges whose best allowed op scores highest,
-    each with that op. Ties go to the earlier edge/op, so the rule is deterministic."""
+    each with that op. As in the official ``genotype()``, a node's edges are listed
+    strongest first and ties go to the earlier edge/op, so a search's genotype lists its
+    ops in the order the official code would (the order its checkpoint keys follow)."""
     allowed = np.array([op not in exclude for op in ops])
     masked = np.where(allowed[None, :], scores, -np.inf)
     src = _sources(num_nodes)
     edges: list[Edge] = []
     for i, rows in enumerate(_node_edges(num_nodes)):
         best = [(float(masked[e].max()), e) for e in rows]
-        chosen = sorted(sorted(best, key=lambda t: (-t[0], t[1]))[:k], key=lambda t: t[1])
-        for _score, e in chosen:
+        for _score, e in sorted(best, key=lambda t: (-t[0], t[1]))[:k]:
             edges.append((ops[int(np.argmax(masked[e]))], src[e], i + NUM_INPUTS))
     return edges
 
@@ -65,8 +66,12 @@ def sparse_threshold(weights: np.ndarray, ops: Sequence[str], num_nodes: int,
 def edge_threshold(weights: np.ndarray, ops: Sequence[str], num_nodes: int,
                    threshold: float, k: int = 2) -> list[Edge]:
     """FairDARTS ``edge``, as the official ``parse()`` does it: on every edge the ``k``
-    strongest ops (by weight; ties to the earlier op), each kept only if its weight
-    reaches ``threshold``. A node may keep many in-edges, an edge at most ``k`` ops."""
+    strongest ops, each kept only if its weight reaches ``threshold``. A node may keep many
+    in-edges, an edge at most ``k`` ops. Like ``parse()``, which sorts an edge's weights in
+    ascending order and takes the last ``k``, ties go to the *later* op (the weights the
+    official repository publishes have one, and sigmoids saturated at 1.0 tie too) and an
+    edge's ops are listed weakest first, so the genotype, and the FairDARTS checkpoint keys
+    that follow its order, are the official ones."""
     if k < 1:
         raise NasctlError(f"--edge-k must be at least 1, got {k}")
     allowed = [j for j, op in enumerate(ops) if op != "none"]
@@ -74,8 +79,7 @@ def edge_threshold(weights: np.ndarray, ops: Sequence[str], num_nodes: int,
     edges: list[Edge] = []
     for i, rows in enumerate(_node_edges(num_nodes)):
         for e in rows:
-            ranked = sorted(allowed, key=lambda j, e=e: (-weights[e, j], j))[:k]
-            for j in sorted(ranked):
+            for j in sorted(allowed, key=lambda j, e=e: weights[e, j])[-k:]:  # stable sort
                 if weights[e, j] >= threshold:
                     edges.append((ops[j], src[e], i + NUM_INPUTS))
     return edges
