@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from nasctl.errors import CheckpointError
 from nasctl.genotypes import load_genotype
 from nasctl.nets import build_network
 from nasctl.nets.official import export_weights, import_weights, nasctl_to_fairdarts
+from nasctl.nets.ops import make_op
 from nasctl.train.checkpoint import model_from_checkpoint
 
 torch.set_num_threads(1)
@@ -31,20 +33,21 @@ def _trained_like(name: str) -> torch.nn.Module:
     return net.eval()
 
 
-def _official_fairdarts_keys(net: torch.nn.Module) -> set[str]:
-    """FairDARTS's DCOCell keys, written out from the genotype without the official code:
-    cells.{i}._ops.{to}.{from}.{k} for the k-th op on edge from -> to."""
-    keys = set()
-    for key in net.state_dict():
-        parts = key.split(".")
-        if parts[0] == "cells" and parts[2] == "_ops":
-            i, j = int(parts[1]), int(parts[3])
-            cell = net.cells[i]
-            pairs = [(node, src) for node, inputs in cell._plan for src, _k in inputs]
-            to, src = pairs[j]
-            k = pairs[:j].count((to, src))
-            key = ".".join(["cells", str(i), "_ops", str(to), str(src), str(k), *parts[4:]])
-        keys.add(key)
+def _official_fairdarts_keys(name: str, net: torch.nn.Module) -> set[str]:
+    """FairDARTS's DCOCell keys, written out from the genotype's official 3-tuples without
+    the official code: cells.{i}._ops.{to}.{from}.{k}.<the op's own parameter names> for the
+    k-th op on edge from -> to, in tuple order; every other key as the network has it."""
+    genotype = load_genotype(name).to_fairdarts()
+    layers = SMALL["layers"]
+    keys = {k for k in net.state_dict() if not re.match(r"^cells\.\d+\._ops\.", k)}
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        seen: dict[tuple[int, int], int] = {}
+        for op, to, src in genotype.reduce if reduction else genotype.normal:
+            k = seen.get((to, src), 0)
+            seen[(to, src)] = k + 1
+            module = make_op(op, 4, 2 if reduction and src < 2 else 1)
+            keys |= {f"cells.{i}._ops.{to}.{src}.{k}.{p}" for p in module.state_dict()}
     return keys
 
 
@@ -56,7 +59,7 @@ def test_import_export_round_trip_with_equal_outputs(name: str, layout: str,
     state = net.state_dict()
     official = state if layout == "darts" else {"state_dict": nasctl_to_fairdarts(state, net)}
     if layout == "fairdarts":
-        assert set(official["state_dict"]) == _official_fairdarts_keys(net)
+        assert set(official["state_dict"]) == _official_fairdarts_keys(name, net)
     torch.save(official, tmp_path / "official.pt")
     ckpt = import_weights(tmp_path / "official.pt", name)
     assert ckpt["imported"]["layout"] == layout
@@ -83,6 +86,9 @@ def test_wrong_genotype_and_bad_files_are_one_line_errors(tmp_path: Path) -> Non
         import_weights(tmp_path / "junk.pt", "DARTS_V2")
     with pytest.raises(CheckpointError, match="--layout darts, but the keys are fairdarts"):
         import_weights(tmp_path / "f.tar", "FairDARTS_a", layout="darts")
+    # The official DARTS cell takes exactly two inputs per node; FairDARTS_a has 1 or 2.
+    with pytest.raises(CheckpointError, match="--layout darts: .* 2 per node"):
+        export_weights(import_weights(tmp_path / "f.tar", "FairDARTS_a"), "darts")
 
 
 def test_cli_import_then_onnx_export_gives_the_source_logits(tmp_path: Path) -> None:
@@ -102,9 +108,14 @@ def test_cli_import_then_onnx_export_gives_the_source_logits(tmp_path: Path) -> 
     logits = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(logits, net(x).numpy(), rtol=1e-4, atol=1e-4)
-    proc = nasctl("weights", "export", str(tmp_path / "w.pt"), "--layout", "darts", "--out",
-                  str(tmp_path / "d.pt"))
+    proc = nasctl("weights", "export", str(tmp_path / "w.pt"), "--layout", "fairdarts",
+                  "--out", str(tmp_path / "back.tar"))
     assert proc.returncode == 0, proc.stderr
-    assert set(torch.load(tmp_path / "d.pt", weights_only=True)) == set(net.state_dict())
+    back = torch.load(tmp_path / "back.tar", weights_only=True)["state_dict"]
+    assert set(back) == _official_fairdarts_keys("FairDARTS_a", net)
+    # The DARTS cell takes exactly two inputs per node: FairDARTS_a does not fit it.
+    assert_refused(nasctl("weights", "export", str(tmp_path / "w.pt"), "--layout", "darts",
+                          "--out", str(tmp_path / "d.pt")), "--layout darts", "2 per node")
+    assert not (tmp_path / "d.pt").exists()
     assert_refused(nasctl("weights", "import", str(tmp_path / "f.tar"), "--genotype",
                           "DARTS_V2", "--out", str(tmp_path / "x.pt")), "do not fit")

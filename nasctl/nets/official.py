@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from nasctl.errors import CheckpointError
+from nasctl.errors import CheckpointError, ConversionError
 
 Layout = Literal["nasctl", "darts", "fairdarts"]
 LAYOUTS: tuple[str, ...] = ("nasctl", "darts", "fairdarts")
@@ -211,7 +211,10 @@ def import_weights(path: str | os.PathLike[str], genotype: Any, layout: str = "a
 
 def export_weights(ckpt: dict[str, Any], layout: str) -> dict[str, Any]:
     """A nasctl checkpoint's weights in an official layout: DARTS's bare state_dict or
-    FairDARTS's ``{"state_dict": ...}`` with DCOCell keys."""
+    FairDARTS's ``{"state_dict": ...}`` with DCOCell keys. The DARTS cell takes exactly two
+    inputs per node, so a genotype it cannot hold is refused for ``darts``."""
+    from nasctl.genotypes.convert import to_darts
+    from nasctl.genotypes.io import genotype_from_dict
     from nasctl.train.checkpoint import model_from_checkpoint
 
     if layout not in ("darts", "fairdarts"):
@@ -219,5 +222,9 @@ def export_weights(ckpt: dict[str, Any], layout: str) -> dict[str, Any]:
     net = model_from_checkpoint(ckpt)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if layout == "darts":
+        try:
+            to_darts(genotype_from_dict(ckpt["genotype"]))
+        except ConversionError as exc:
+            raise CheckpointError(f"--layout darts: {exc}") from None
         return state  # type: ignore[return-value]
     return {"state_dict": nasctl_to_fairdarts(state, net)}
