@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import networkx as nx
 import torch
@@ -65,7 +65,7 @@ class Cell(nn.Module):
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0)
         self._ops = nn.ModuleList()
         self.op_names: list[str] = []
-        # plan: per live node, its inputs as (source node, index into _ops)
+        # plan (the module layout): per live node, its inputs as (source node, index into _ops)
         self._plan: list[tuple[int, list[tuple[int, int]]]] = []
         for node in live_nodes(cell):
             inputs = []
@@ -77,10 +77,24 @@ class Cell(nn.Module):
             self._plan.append((node, inputs))
         self._concat = list(cell.graph["concat"])
         self.multiplier = len(self._concat)
-        # A FairDARTS cell may never read one of its inputs. Its preprocessing module stays
-        # (official parameter counts and state_dict layout) but is not computed.
-        read = {src for _node, inputs in self._plan for src, _k in inputs} | set(self._concat)
-        self._reads0, self._reads1 = 0 in read, 1 in read
+        # What forward computes: the nodes the output depends on. A FairDARTS cell may never
+        # read one of its inputs, and a node outside concat that no concat node reads feeds
+        # nothing; their modules stay (official parameter counts and state_dict layout) but
+        # are not computed.
+        needed = set(self._concat)
+        for node, inputs in reversed(self._plan):  # nodes only read earlier nodes
+            if node in needed:
+                needed.update(src for src, _k in inputs)
+        self._steps = [(node, inputs) for node, inputs in self._plan if node in needed]
+        self._reads0, self._reads1 = 0 in needed, 1 in needed
+
+    def uncomputed_modules(self) -> list[nn.Module]:
+        """The modules forward never runs: an unread input's preprocessing, the ops of nodes
+        the output does not depend on."""
+        computed = {k for _node, inputs in self._steps for _src, k in inputs}
+        unread = [m for m, reads in ((self.preprocess0, self._reads0),
+                                     (self.preprocess1, self._reads1)) if not reads]
+        return unread + [op for k, op in enumerate(self._ops) if k not in computed]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states: dict[int, torch.Tensor] = {}
@@ -89,7 +103,7 @@ class Cell(nn.Module):
         if self._reads1:
             states[1] = self.preprocess1(s1)
         dropping = self.training and drop_prob > 0.0
-        for node, inputs in self._plan:
+        for node, inputs in self._steps:
             total: torch.Tensor | None = None
             for src, k in inputs:
                 op = self._ops[k]
@@ -190,6 +204,28 @@ class DartsNetwork(nn.Module):
             [layers - 1] + ([self._aux_position] if auxiliary else []))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
+        # Never computed, so never given a gradient: not trainable. DDP then does not wait
+        # for their gradients, and the optimizer leaves them as initialised, as it always did.
+        for module in self.uncomputed_modules():
+            module.requires_grad_(False)
+
+    def uncomputed_modules(self) -> list[nn.Module]:
+        """The modules training never runs for this genotype (their outputs reach neither
+        the classifier nor the auxiliary head): whole dead cells, and in live cells what
+        :meth:`Cell.uncomputed_modules` names; with the ImageNet stem, ``stem1`` when no
+        cell reads it. Evaluation runs a subset of what training runs."""
+        out: list[nn.Module] = []
+        if self.imagenet_stem and not self._reads_stem1(self._live_train):
+            out.append(self.stem1)
+        for i, cell in enumerate(cast("list[Cell]", self.cells)):
+            out.extend(cell.uncomputed_modules() if i in self._live_train else [cell])
+        return out
+
+    def _reads_stem1(self, live: frozenset[int]) -> bool:
+        """Whether a computed cell reads the ImageNet stem's second output (cell 0's input 1,
+        cell 1's input 0)."""
+        return any(i in live and reads for i, reads in ((0, self.cells[0]._reads1),
+                                                       (1, self.cells[1]._reads0)))
 
     def _cells_read_by(self, outputs: list[int]) -> frozenset[int]:
         """Cells whose output reaches ``outputs``. A FairDARTS cell that never reads its
@@ -204,13 +240,13 @@ class DartsNetwork(nn.Module):
         return frozenset(live)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        live = self._live_train if self.training else self._live_eval
         if self.imagenet_stem:
             s0 = self.stem0(x)
-            s1 = self.stem1(s0)
+            s1 = self.stem1(s0) if self._reads_stem1(live) else s0  # s0 stands in, unread
         else:
             s0 = s1 = self.stem(x)
         aux_logits = None
-        live = self._live_train if self.training else self._live_eval
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, (cell(s0, s1, self.drop_path_prob) if i in live else s1)
             if i == self._aux_position and self._auxiliary and self.training:
