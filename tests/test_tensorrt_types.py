@@ -194,3 +194,61 @@ def test_tensorrt_is_importable_only_as_the_real_library() -> None:
         import tensorrt
 
         assert hasattr(tensorrt, "Builder"), f"type stubs importable as tensorrt: {spec.origin}"
+
+
+# --- the TensorRT 11 bindings -----------------------------------------------------------
+
+def _names_tool():  # tools/ is not a package: load the generator by path
+    spec = importlib.util.spec_from_file_location("tensorrt11_names",
+                                                  ROOT / "tools" / "tensorrt11_names.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NAMES_FILE = ROOT / "tests" / "data" / "tensorrt11_names.txt"
+
+
+def test_every_tensorrt_name_used_is_in_the_tensorrt_11_bindings() -> None:
+    """tests/data/tensorrt11_names.txt holds the names found in tensorrt-cu13-bindings
+    11.4 (tools/tensorrt11_names.py reads them from its compiled module); a name used now
+    but not there must be checked by rerunning that script."""
+    tool = _names_tool()
+    recorded = {line.strip() for line in NAMES_FILE.read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+    used = tool.names_used()
+    assert {"build_serialized_network", "STRONGLY_TYPED", "execute_async_v3"} <= used
+    missing = sorted(used - recorded)
+    assert not missing, (f"not checked against TensorRT 11: {missing}; run "
+                         "python tools/tensorrt11_names.py")
+
+
+def test_the_name_extraction_follows_tensorrt_objects_only() -> None:
+    """The control: names reached from the tensorrt module count, other attributes and
+    dunders do not."""
+    source = textwrap.dedent("""\
+        import tensorrt as trt
+
+        class Quiet(trt.ILogger):
+            def log(self, severity, msg):
+                self.last = msg
+
+        def build(path, logger: trt.ILogger) -> str:
+            builder = trt.Builder(logger)
+            network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.X))
+            shape = network.get_input(0).shape
+            engine, text = builder.build_serialized_network(network, None), path.read_text()
+            print(trt.__version__, logger.min_severity, engine.nbytes, text.strip(), shape)
+            return path.name
+    """)
+    assert _names_tool().tensorrt_names(source) == {
+        "ILogger", "log", "Builder", "create_network", "NetworkDefinitionCreationFlag", "X",
+        "get_input", "shape", "build_serialized_network", "min_severity", "nbytes"}
+
+
+def test_the_presence_rule_reads_nul_terminated_names() -> None:
+    tool = _names_tool()
+    module = b"docs: set BuilderFlag.FP16 here\0TF32\0UINT8\0IBuilderConfig\0"
+    assert tool.present("TF32", module) and tool.present("INT8", module)  # a shared tail
+    assert not tool.present("FP16", module) and not tool.present("IBuilder", module)
