@@ -162,8 +162,13 @@ def test_latency_statistics_are_consistent(tiny: ModelSource, tiny_onnx: str) ->
 def test_export_report_has_parity_latency_and_counts(tiny: ModelSource, tmp_path: Path) -> None:
     options = ExportOptions(out_dir=str(tmp_path), settings=ExportSettings(exporter="torchscript"),
                             parity_samples=8, latency_runs=3, warmup=1, threads=1)
-    report = export_and_check(tiny, options).to_dict()
+    typed = export_and_check(tiny, options)
+    assert typed.validation.passed and typed.validation.onnx is not None
+    assert [c.status for c in typed.validation.agreement] == ["pass", "pass"]
+    report = typed.to_dict()
     assert report["passed"]
+    assert list(report["validation"]) == ["torch", "onnx", "agreement", "paper"]
+    assert list(report["validation"]["paper"]) == ["status", "card", "note"]
     assert json.loads((tmp_path / "report.json").read_text())["passed"]
     rows = {r["runtime"]: r for r in report["runtimes"]}
     assert set(rows) == {"torch", "ort", "ort-cuda", "ort-trt", "trt"}

@@ -19,7 +19,7 @@ from nasctl.cli._out import console, err_console, print_json
 from nasctl.errors import NasctlError
 
 if TYPE_CHECKING:
-    from nasctl.deploy.report import ExportReport
+    from nasctl.deploy.report import CountValidation, ExportReport
 
 _STYLE = {"pass": "green", "failed": "bold red", "unavailable": "dim", "reference": "cyan",
           "skipped": "dim"}
@@ -256,32 +256,30 @@ def _print_export(report: ExportReport, out: Path) -> None:
     console.print(f"{verdict}; report: {out / 'report.json'}")
 
 
-def _print_validation(v: dict[str, Any]) -> None:
-    torch_counts = v["torch"]
-    line = (f"params {torch_counts['params']:,} (torch)   "
-            f"MACs {torch_counts['macs_convfc']:,} conv+FC (torch)")
-    if "onnx" in v:
-        onnx = v["onnx"]
-        line += (f"   ONNX graph: {onnx['params']:,} params as deployed "
-                 f"({onnx['params_unfolded']:,} with BN unfolded), "
-                 f"{onnx['macs_convfc']:,} MACs")
+def _print_validation(v: CountValidation) -> None:
+    line = (f"params {v.torch.params:,} (torch)   "
+            f"MACs {v.torch.macs_convfc:,} conv+FC (torch)")
+    if v.onnx is not None:
+        line += (f"   ONNX graph: {v.onnx.params:,} params as deployed "
+                 f"({v.onnx.params_unfolded:,} with BN unfolded), "
+                 f"{v.onnx.macs_convfc:,} MACs")
     console.print(line)
-    for check in v["agreement"]:
-        console.print(f"  torch vs ONNX {check['figure']}: {_status(check['status'])}")
-    paper = v["paper"]
-    if paper["status"] in ("no-reference", "not-comparable"):
-        console.print(f"  paper card: {paper['status']} ({escape(paper['note'])})")
+    for check in v.agreement:
+        console.print(f"  torch vs ONNX {check.figure}: {_status(check.status)}")
+    paper = v.paper
+    if paper.status in ("no-reference", "not-comparable"):
+        console.print(f"  paper card: {paper.status} ({escape(paper.note or '')})")
         return
-    console.print(f"  paper card {paper['card']}: {_status(_paper_status(paper))}")
-    for source in ("torch", "onnx"):
-        for check in paper.get(source, {}).get("checks", []):
-            note = f" ({escape(check['note'])})" if check.get("note") else ""
-            console.print(f"    {source}: {check['figure']}: ours {check['ours']} vs "
-                          f"{check['expected']} -> {check['status']}{note}")
+    console.print(f"  paper card {paper.card}: {_status(_paper_status(paper.status))}")
+    for source, row in (("torch", paper.torch), ("onnx", paper.onnx)):
+        for c in row.checks if row is not None else []:
+            note = f" ({escape(c.note)})" if c.note else ""
+            console.print(f"    {source}: {c.figure}: ours {c.ours} vs "
+                          f"{c.expected} -> {c.status}{note}")
 
 
-def _paper_status(paper: dict[str, Any]) -> str:
-    return {"fail": "failed", "pass": "pass"}.get(paper["status"], paper["status"])
+def _paper_status(status: str) -> str:
+    return {"fail": "failed", "pass": "pass"}.get(status, status)
 
 
 def bench_cmd(

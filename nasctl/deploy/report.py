@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from nasctl.deploy.bench import Latency
+    from nasctl.deploy.onnx_count import OnnxCounts
     from nasctl.deploy.parity import ParityResult
+    from nasctl.deploy.validation import ValidationRow
     from nasctl.export.precision import Calibration
     from nasctl.export.source import ModelSource
 
@@ -117,6 +119,83 @@ class RuntimeRow:
 
 
 @dataclass
+class TorchCounts:
+    """Params (without the auxiliary head, and the head's own) and MACs of the torch model."""
+
+    params: int
+    params_aux_head: int
+    macs_convfc: int
+    macs_all: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CountAgreement:
+    """One figure counted on the torch model and on the ONNX graph: they must be equal."""
+
+    figure: str
+    torch: int
+    onnx: int
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.torch == self.onnx else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}
+
+
+@dataclass
+class PaperComparison:
+    """The counts against the genotype's paper card: ``no-reference`` (no card),
+    ``not-comparable`` (built at other settings than the card's), else the worst status of
+    the torch and ONNX rows."""
+
+    status: str
+    card: str | None = None
+    note: str | None = None
+    torch: ValidationRow | None = None
+    onnx: ValidationRow | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"status": self.status}
+        for name in ("card", "note"):
+            if getattr(self, name) is not None:
+                doc[name] = getattr(self, name)
+        for name in ("torch", "onnx"):
+            row = getattr(self, name)
+            if row is not None:
+                doc[name] = row.to_dict()
+        return doc
+
+
+@dataclass
+class CountValidation:
+    """Params and MACs on the torch model and on the fp32 ONNX graph (None when there is
+    none), their agreement, and the paper card comparison."""
+
+    torch: TorchCounts
+    onnx: OnnxCounts | None
+    agreement: list[CountAgreement]
+    paper: PaperComparison
+
+    @property
+    def passed(self) -> bool:
+        return (all(c.status == "pass" for c in self.agreement)
+                and self.paper.status != "fail")
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"torch": self.torch.to_dict()}
+        if self.onnx is not None:
+            doc["onnx"] = self.onnx.to_dict()
+        doc["agreement"] = [c.to_dict() for c in self.agreement]
+        doc["paper"] = self.paper.to_dict()
+        return doc
+
+
+@dataclass
 class ExportReport:
     model: dict[str, Any]
     options: dict[str, Any]
@@ -124,7 +203,7 @@ class ExportReport:
     onnx: dict[str, Any]  # the fp32 export: exporter, opset, op counts
     artifacts: list[ArtifactRecord]
     runtimes: list[RuntimeRow]
-    validation: dict[str, Any]
+    validation: CountValidation
     compute_floor: dict[str, Any]
     parity_data: dict[str, Any]
     notes: list[str]
@@ -134,6 +213,7 @@ class ExportReport:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
         doc["artifacts"] = [a.to_dict() for a in self.artifacts]
         doc["runtimes"] = [r.to_dict() for r in self.runtimes]
+        doc["validation"] = self.validation.to_dict()
         return doc
 
 
@@ -326,7 +406,7 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}{loc}"
 
 
-def _validation(source: ModelSource, artifacts: Artifacts) -> dict[str, Any]:
+def _validation(source: ModelSource, artifacts: Artifacts) -> CountValidation:
     """Params and MACs on the torch model and on the ONNX graph; they must agree. Both are
     compared with the paper card when the network is built at the paper's settings."""
     import torch
@@ -342,63 +422,56 @@ def _validation(source: ModelSource, artifacts: Artifacts) -> dict[str, Any]:
                                 layers=source.layers, num_classes=source.num_classes,
                                 auxiliary=True)
     aux = count_params(aux_net).aux
-    result: dict[str, Any] = {
-        "torch": {"params": params.without_aux, "params_aux_head": aux,
-                  "macs_convfc": macs.convfc, "macs_all": macs.all},
-    }
-    checks = []
-    if "fp32" in artifacts.onnx:
-        onnx_counts = count_onnx(artifacts.onnx["fp32"])
-        result["onnx"] = onnx_counts.to_dict()
-        checks = [
-            {"figure": "macs_convfc", "torch": macs.convfc, "onnx": onnx_counts.macs_convfc},
-            {"figure": "params (BN unfolded)", "torch": macs.params_used,
-             "onnx": onnx_counts.params_unfolded},
-        ]
-        for check in checks:
-            check["status"] = "pass" if check["torch"] == check["onnx"] else "failed"
-    result["agreement"] = checks
-    result["paper"] = _paper(source, params.without_aux, aux, macs.convfc, macs.all,
-                             result.get("onnx"))
-    return result
+    counts = TorchCounts(params=params.without_aux, params_aux_head=aux,
+                         macs_convfc=macs.convfc, macs_all=macs.all)
+    onnx_counts = count_onnx(artifacts.onnx["fp32"]) if "fp32" in artifacts.onnx else None
+    agreement = [] if onnx_counts is None else [
+        CountAgreement("macs_convfc", macs.convfc, onnx_counts.macs_convfc),
+        CountAgreement("params (BN unfolded)", macs.params_used, onnx_counts.params_unfolded),
+    ]
+    return CountValidation(counts, onnx_counts, agreement,
+                           _paper(source, counts, onnx_counts))
 
 
-def _paper(source: ModelSource, params: int, aux: int, macs: int, macs_all: int,
-           onnx_counts: dict[str, Any] | None) -> dict[str, Any]:
+def _paper(source: ModelSource, counts: TorchCounts,
+           onnx_counts: OnnxCounts | None) -> PaperComparison:
     from nasctl.deploy.validation import find_card, validate_counts
     from nasctl.nets import dataset_settings
 
     card = find_card(source.genotype)
     if card is None:
-        return {"status": "no-reference", "note": "no paper card for this genotype"}
+        return PaperComparison("no-reference", note="no paper card for this genotype")
     standard = dataset_settings(source.dataset)
     if source.dataset not in ("cifar10", "cifar100", "imagenet") or (
             source.channels, source.layers, source.num_classes) != (
             standard.channels, standard.layers, standard.num_classes):
-        return {"status": "not-comparable", "card": card.name,
-                "note": f"built with dataset={source.dataset}, C={source.channels}, "
-                        f"{source.layers} cells; the card's figures are for the papers' "
-                        "CIFAR (C=36, 20 cells) and ImageNet (C=48, 14 cells) networks"}
+        return PaperComparison(
+            "not-comparable", card=card.name,
+            note=f"built with dataset={source.dataset}, C={source.channels}, "
+                 f"{source.layers} cells; the card's figures are for the papers' "
+                 "CIFAR (C=36, 20 cells) and ImageNet (C=48, 14 cells) networks")
     name = source.genotype.name or card.name
-    rows = {"torch": validate_counts(name, source.dataset, params, params + aux, macs,
-                                     macs_all, card).to_dict()}
+    aux = counts.params_aux_head
+    torch_row = validate_counts(name, source.dataset, counts.params, counts.params + aux,
+                                counts.macs_convfc, counts.macs_all, card)
+    onnx_row = None
     if onnx_counts is not None:
-        unfolded = onnx_counts["params_unfolded"]
-        rows["onnx"] = validate_counts(name, source.dataset, unfolded, unfolded + aux,
-                                       onnx_counts["macs_convfc"], macs_all, card).to_dict()
-    statuses = [row["status"] for row in rows.values()]
+        unfolded = onnx_counts.params_unfolded
+        onnx_row = validate_counts(name, source.dataset, unfolded, unfolded + aux,
+                                   onnx_counts.macs_convfc, counts.macs_all, card)
+    statuses = [row.status for row in (torch_row, onnx_row) if row is not None]
     worst = next((s for s in ("fail", "explained", "pass") if s in statuses), "no-reference")
-    return {"status": worst, "card": card.name, **rows}
+    return PaperComparison(worst, card=card.name, torch=torch_row, onnx=onnx_row)
 
 
-def _compute_floor(validation: dict[str, Any], rows: list[RuntimeRow],
+def _compute_floor(validation: CountValidation, rows: list[RuntimeRow],
                    options: ExportOptions) -> dict[str, Any]:
     """Batch-1 CPU floor: conv+FC MACs over this CPU's measured peak fp32 multiply-add
     rate; each CPU latency row gets its distance from it."""
     from nasctl.deploy.bench import peak_macs_per_second
 
     peak = peak_macs_per_second(threads=options.threads, seconds=0.5)
-    macs = validation["torch"]["macs_convfc"] * options.latency_batch
+    macs = validation.torch.macs_convfc * options.latency_batch
     floor_ms = macs / peak * 1000.0
     for row in rows:
         if row.device == "cpu" and row.latency.stats is not None:
@@ -416,7 +489,4 @@ def _passed(report: ExportReport) -> bool:
         return False
     if not any(row.parity.status == "pass" for row in report.runtimes):
         return False
-    validation = report.validation
-    if any(c["status"] != "pass" for c in validation["agreement"]):
-        return False
-    return validation["paper"]["status"] != "fail"
+    return report.validation.passed
