@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,17 +22,17 @@ def register(app: typer.Typer) -> None:
 
 def _render(genotype: object, fmt: str) -> str:
     from nasctl.genotypes import Genotype
-    from nasctl.genotypes.io import genotype_to_dict
+    from nasctl.genotypes.io import dumps_genotype, dumps_strict
 
     assert isinstance(genotype, Genotype)
     if fmt == "json":
-        return json.dumps(genotype_to_dict(genotype), indent=2)
+        return dumps_genotype(genotype)
     if fmt == "darts":
         return repr(genotype.to_darts())
     if fmt == "fairdarts":
         return repr(genotype.to_fairdarts())
     if fmt == "nni":
-        return json.dumps(genotype.to_nni(), indent=2)
+        return dumps_strict(genotype.to_nni())
     raise NasctlError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
 from nasctl.errors import NasctlError
+from nasctl.genotypes.limits import printable
 
 if TYPE_CHECKING:
     from nasctl.deploy.validation import ValidationRow
@@ -61,7 +63,7 @@ def _print_rows(rows: list[ValidationRow], dataset: str) -> None:
     for column in ("status", "params", "with aux", "MACs", "MACs all"):
         table.add_column(column, no_wrap=True, justify="left" if column == "status" else "right")
     for r in rows:
-        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", f"{r.params:,}",
+        table.add_row(_shown(r.name), f"[{_STYLE[r.status]}]{r.status}[/]", f"{r.params:,}",
                       f"{r.params_with_aux:,}", f"{r.macs:,}", f"{r.macs_all:,}")
     console.print(table)
     console.print("MACs: conv+FC multiply-accumulates; MACs all: + BN, ReLU and pooling "
@@ -70,7 +72,8 @@ def _print_rows(rows: list[ValidationRow], dataset: str) -> None:
         official = [c for c in r.checks if c.figure.startswith("official")]
         if official:
             same = sum(c.status == "pass" for c in official)
-            console.print(f"{r.name}: {same}/{len(official)} counts equal the official code's")
+            console.print(f"{_shown(r.name)}: {same}/{len(official)} counts equal the "
+                          "official code's")
         for c in r.checks:
             if c.figure.startswith("official"):
                 continue
@@ -78,10 +81,16 @@ def _print_rows(rows: list[ValidationRow], dataset: str) -> None:
                     f"ours {c.ours} ({c.convention})")
             console.print(line + (f": {c.note}" if c.note else ""))
         if not r.checks:
-            console.print(f"{r.name}: [cyan]no-reference[/] ({r.note})")
+            console.print(f"{_shown(r.name)}: [cyan]no-reference[/] ({r.note})")
     counts = {s: sum(r.status == s for r in rows) for s in _STYLE}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     err_console.print(f"{len(rows)} genotypes: {summary}")
+
+
+def _shown(name: str) -> str:
+    """A name from a file, as rich markup that prints it literally (no escape codes, no
+    markup of its own)."""
+    return escape(printable(name))
 
 
 def env_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:

@@ -4,7 +4,6 @@ does not import torch."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from nasctl.errors import GenotypeError
 from nasctl.genotypes.convert import (
@@ -18,20 +17,22 @@ from nasctl.genotypes.convert import (
 )
 from nasctl.genotypes.genotype import Genotype, cell_inputs, intermediate_nodes, live_nodes
 from nasctl.genotypes.io import read_genotype, write_genotype, write_graphml
+from nasctl.genotypes.limits import brief, printable
+from nasctl.genotypes.sources import path_exists
 from nasctl.genotypes.zoo import PaperCard, is_zoo_name, paper_card, zoo_genotype, zoo_names
 
 
 def load_genotype(path_or_name: str | os.PathLike[str]) -> Genotype:
     """Load a genotype file, or a zoo genotype by name (``"DARTS_V2"``)."""
     text = os.fspath(path_or_name)
-    if len(text) < 4096 and Path(text).exists():
+    if path_exists(text):
         return read_genotype(text)
     if is_zoo_name(text):
         return zoo_genotype(text)
     if text.endswith(".json") or os.sep in text:
-        raise GenotypeError(f"{text}: no such file")
+        raise GenotypeError(f"{printable(text)}: no such file")
     raise GenotypeError(
-        f"{text!r} is neither a file nor a zoo genotype (zoo: {', '.join(zoo_names())})"
+        f"{brief(text, 300)} is neither a file nor a zoo genotype (zoo: {', '.join(zoo_names())})"
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 
 from nasctl.errors import GenotypeError
+from nasctl.genotypes.limits import MAX_NODES, brief
 
 MBCONV_CHAIN = "mbconv-chain"
 CHAIN_CELL = "chain"
@@ -28,6 +29,7 @@ EXPANSIONS: tuple[int, ...] = (1, 3, 6)  # 1 only for the fixed first layer in t
 NODE_ATTRS: tuple[str, ...] = ("op", "in_channels", "out_channels", "stride", "kernel",
                                "expansion")
 GRAPH_ATTRS: tuple[str, ...] = ("stem_channels", "head_channels")
+MAX_CHANNELS = 65_536  # far above any real layer; keeps a typo from allocating terabytes
 _MBCONV = re.compile(r"^mbconv_k(\d+)_e(\d+)$")
 
 
@@ -82,16 +84,16 @@ def finalize_chain(chain: nx.MultiDiGraph, where: str = "cell 'chain'") -> nx.Mu
     """Raise GenotypeError unless ``chain`` is a well-formed MBConv chain; returns it."""
     nodes = sorted(chain.nodes, key=str)
     if any(not _is_int(n) for n in nodes):
-        raise GenotypeError(f"{where}: node ids must be integers, got {nodes}")
+        raise GenotypeError(f"{where}: node ids must be integers, got {brief(nodes)}")
     nodes = sorted(nodes)
     if not nodes or nodes != list(range(len(nodes))):
         raise GenotypeError(f"{where}: nodes must be 0..L-1 (one per layer, at least one), "
-                            f"got {nodes}")
+                            f"got {brief(nodes)}")
     for attr in GRAPH_ATTRS:
         value = chain.graph.get(attr)
-        if not _is_int(value) or value < 1:
+        if not _is_int(value) or not 1 <= value <= MAX_CHANNELS:
             raise GenotypeError(f"{where}: graph attribute {attr!r} must be a positive "
-                                f"integer, got {value!r}")
+                                f"integer (at most {MAX_CHANNELS}), got {brief(value)}")
     expected = {(i, i + 1) for i in range(len(nodes) - 1)}
     found = Counter((u, v) for u, v in chain.edges())
     wrong = sorted(e for e, k in found.items() if e not in expected or k > 1)
@@ -118,11 +120,12 @@ def _check_layer(attrs: dict[str, Any], n: int, c_in_expected: int, where: str) 
         choice = parse_op(op)
     except ValueError:
         known = ", ".join(chain_ops())
-        raise GenotypeError(f"{here} has unknown op {op!r} ({known})") from None
+        raise GenotypeError(f"{here} has unknown op {brief(op)} ({known})") from None
     for key in ("in_channels", "out_channels", "stride"):
         value: Any = attrs.get(key)
-        if not _is_int(value) or value < 1:
-            raise GenotypeError(f"{here}: {key} must be a positive integer, got {value!r}")
+        if not _is_int(value) or not 1 <= value <= MAX_CHANNELS:
+            raise GenotypeError(f"{here}: {key} must be a positive integer (at most "
+                                f"{MAX_CHANNELS}), got {brief(value)}")
     if attrs["stride"] not in (1, 2):
         raise GenotypeError(f"{here}: stride must be 1 or 2, got {attrs['stride']}")
     if attrs["in_channels"] != c_in_expected:
@@ -139,7 +142,8 @@ def _check_layer(attrs: dict[str, Any], n: int, c_in_expected: int, where: str) 
             raise GenotypeError(f"{here}: a skip layer has no kernel or expansion (use null)")
     elif (kernel, expansion) != choice:
         raise GenotypeError(f"{here}: op {op} says kernel {choice[0]}, expansion {choice[1]}, "
-                            f"but the node says kernel {kernel!r}, expansion {expansion!r}")
+                            f"but the node says kernel {brief(kernel)}, expansion "
+                            f"{brief(expansion)}")
 
 
 def chain_to_data(chain: nx.MultiDiGraph) -> dict[str, Any]:
@@ -151,36 +155,62 @@ def chain_to_data(chain: nx.MultiDiGraph) -> dict[str, Any]:
     return data
 
 
+CELL_KEYS: tuple[str, ...] = ("directed", "multigraph", "graph", "nodes", "edges", "links")
+
+
+def _unknown(obj: dict[Any, Any], allowed: tuple[str, ...]) -> str | None:
+    extra = [k for k in obj if k not in allowed]
+    return f"unknown key {brief(extra[0])} (allowed: {', '.join(allowed)})" if extra else None
+
+
 def chain_from_data(data: Any, where: str = "cell 'chain'") -> nx.MultiDiGraph:
-    """Parse node-link data (unvalidated; finalize_chain checks the result)."""
+    """Parse node-link data strictly (finalize_chain then checks the layers)."""
     if not isinstance(data, dict):
         raise GenotypeError(f"{where}: expected node-link data (an object)")
+    if problem := _unknown(data, CELL_KEYS):
+        raise GenotypeError(f"{where}: {problem}")
+    for flag in ("directed", "multigraph"):
+        if flag in data and data[flag] is not True:
+            raise GenotypeError(f'{where}: "{flag}" must be true, got {brief(data[flag])}')
+    if "edges" in data and "links" in data:
+        raise GenotypeError(f'{where}: give "edges" or "links", not both')
     nodes, edges = data.get("nodes"), data.get("edges", data.get("links"))
     if not isinstance(nodes, list) or not isinstance(edges, list):
         raise GenotypeError(f'{where}: node-link data needs "nodes" and "edges" lists')
-    graph_attrs = data.get("graph") or {}
+    if len(nodes) > MAX_NODES or len(edges) > MAX_NODES:
+        raise GenotypeError(f"{where}: {len(nodes):,} layers and {len(edges):,} edges; the "
+                            f"limit is {MAX_NODES:,} layers")
+    graph_attrs = data.get("graph", {})
     if not isinstance(graph_attrs, dict):
         raise GenotypeError(f'{where}: "graph" must be an object')
+    if problem := _unknown(graph_attrs, GRAPH_ATTRS):
+        raise GenotypeError(f'{where}: "graph" has {problem}')
     graph = nx.MultiDiGraph(**{a: graph_attrs.get(a) for a in GRAPH_ATTRS})
     for node in nodes:
         if not isinstance(node, dict) or "id" not in node:
-            raise GenotypeError(f'{where}: every node needs an "id"')
-        if not _is_int(node["id"]):
-            raise GenotypeError(f"{where}: node id {node['id']!r} is not an integer")
+            raise GenotypeError(f'{where}: every node needs an "id", got {brief(node)}')
+        if not _is_int(node["id"]) or node["id"] < 0:
+            problem = "is negative" if _is_int(node["id"]) else "is not an integer"
+            raise GenotypeError(f"{where}: node id {brief(node['id'])} {problem}")
         if node["id"] in graph:
             raise GenotypeError(f"{where}: duplicate node id {node['id']}")
-        unknown = sorted(set(node) - {"id", *NODE_ATTRS})
+        unknown = sorted(str(k) for k in node if k not in ("id", *NODE_ATTRS))
         if unknown:
             raise GenotypeError(f"{where}: layer {node['id']} has unknown attributes "
-                                f"{unknown} (known: {', '.join(NODE_ATTRS)})")
+                                f"{brief(unknown)} (known: {', '.join(NODE_ATTRS)})")
         graph.add_node(node["id"], **{a: node.get(a) for a in NODE_ATTRS})
     for edge in edges:
         if not isinstance(edge, dict):
-            raise GenotypeError(f"{where}: every edge must be an object")
+            raise GenotypeError(f"{where}: every edge must be an object, got {brief(edge)}")
         src, dst = edge.get("source"), edge.get("target")
+        label = f"edge {brief(src, 20)} -> {brief(dst, 20)}"
+        if problem := _unknown(edge, ("source", "target", "key")):
+            raise GenotypeError(f"{where}: {label} has {problem}")
+        if edge.get("key", 0) != 0 or not _is_int(edge.get("key", 0)):
+            raise GenotypeError(f"{where}: {label}: key must be 0 (one edge per layer pair)")
         for end in (src, dst):
             if not _is_int(end) or end not in graph:
-                raise GenotypeError(f"{where}: edge {src} -> {dst} names node {end!r}, "
-                                    f"which is not a layer")
+                raise GenotypeError(f"{where}: {label} names node {brief(end)}, "
+                                    "which is not a layer")
         graph.add_edge(src, dst)
     return graph

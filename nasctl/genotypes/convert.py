@@ -25,6 +25,7 @@ from nasctl.genotypes.genotype import (
     live_nodes,
     make_cell,
 )
+from nasctl.genotypes.limits import MAX_FILE_BYTES, MAX_RANGE, brief
 from nasctl.genotypes.spaces import CELL_NAMES, DARTS_CELL, NUM_INPUTS
 
 # The exact namedtuple DARTS-family code defines (cnn/genotypes.py).
@@ -147,9 +148,11 @@ def from_nni(flat: Any, name: str | None = None) -> Genotype:
         elif m := _NNI_CONCAT.match(str(key)):
             concats[m[1]] = value
         elif re.match(r"^(normal|reduce)/num_nodes$", str(key)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GenotypeError(f"{key} must be a positive integer, got {brief(value)}")
             num_nodes[str(key).split("/")[0]] = value
         else:
-            raise GenotypeError(f"unexpected key {key!r} in an NNI-style genotype")
+            raise GenotypeError(f"unexpected key {brief(key)} in an NNI-style genotype")
     cells = {}
     for cell_name in CELL_NAMES:
         if not found[cell_name]:
@@ -176,10 +179,16 @@ def parse_genotype_string(text: str, name: str | None = None) -> Genotype:
 
     Also accepts the same fields as a dict literal. Never evaluates code.
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise GenotypeError(f"the genotype string has {len(text):,} characters; the limit is "
+                            f"{MAX_FILE_BYTES:,}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise GenotypeError(f"not a genotype string: {exc.msg} at column {exc.offset}") from None
+    except (ValueError, MemoryError, RecursionError):  # a NUL byte; nesting the parser refuses
+        raise GenotypeError("not a genotype string: the parser refused it (a NUL byte or "
+                            "nesting too deep)") from None
     fields = _literal_fields(tree.body)
     arity = _arity(fields)
     return from_darts(fields, name) if arity == 2 else from_fairdarts(fields, name)
@@ -190,7 +199,7 @@ def _literal_fields(node: ast.expr) -> dict[str, Any]:
         if not (isinstance(node.func, ast.Name) and node.func.id == "Genotype") or node.args:
             raise GenotypeError(
                 "a genotype string may only call Genotype(field=...), found "
-                f"{ast.unparse(node.func)}(...)"
+                f"{brief(ast.unparse(node.func))}(...)"
             )
         return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg}
     if isinstance(node, ast.Dict):
@@ -203,14 +212,27 @@ def _literal(node: ast.expr) -> Any:
     if isinstance(node, ast.Call):
         is_range = isinstance(node.func, ast.Name) and node.func.id == "range"
         if is_range and not node.keywords and 1 <= len(node.args) <= 2:
-            return list(range(*[_literal(a) for a in node.args]))
-        raise GenotypeError(f"function call {ast.unparse(node)!r} is not allowed in a genotype")
+            return _range([_literal(a) for a in node.args], ast.unparse(node))
+        raise GenotypeError(f"function call {brief(ast.unparse(node))} is not allowed in a "
+                            "genotype")
     if isinstance(node, ast.Attribute):
-        raise GenotypeError(f"attribute access {ast.unparse(node)!r} is not allowed in a genotype")
+        raise GenotypeError(f"attribute access {brief(ast.unparse(node))} is not allowed in a "
+                            "genotype")
     try:
         return ast.literal_eval(node)
-    except ValueError:
-        raise GenotypeError(f"{ast.unparse(node)!r} is not a literal") from None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise GenotypeError(f"{brief(ast.unparse(node))} is not a literal") from None
+
+
+def _range(args: list[Any], text: str) -> list[int]:
+    """``range(stop)`` or ``range(start, stop)`` of integers, at most MAX_RANGE values."""
+    if any(not isinstance(a, int) or isinstance(a, bool) for a in args):
+        raise GenotypeError(f"{brief(text)}: range takes integers")
+    start, stop = (0, args[0]) if len(args) == 1 else args
+    if stop - start > MAX_RANGE:
+        raise GenotypeError(f"{brief(text)} spans {stop - start:,} values; the limit is "
+                            f"{MAX_RANGE:,}")
+    return list(range(start, stop))
 
 
 def _arity(fields: dict[str, Any]) -> int:
@@ -247,12 +269,12 @@ def _tuple_list(items: Any, arity: int, cell_name: str) -> list[tuple[Any, ...]]
     out = []
     for item in items:
         if not isinstance(item, list | tuple) or len(item) != arity:
-            raise GenotypeError(f"cell {cell_name!r}: {item!r} is not an {shape} tuple")
+            raise GenotypeError(f"cell {cell_name!r}: {brief(item)} is not an {shape} tuple")
         op, *nodes = item
         if not isinstance(op, str):
-            raise GenotypeError(f"cell {cell_name!r}: {item!r} needs an op name first")
+            raise GenotypeError(f"cell {cell_name!r}: {brief(item)} needs an op name first")
         if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in nodes):
-            raise GenotypeError(f"cell {cell_name!r}: {item!r} has a bad node index")
+            raise GenotypeError(f"cell {cell_name!r}: {brief(item)} has a bad node index")
         out.append(tuple(item))
     return out
 
@@ -260,7 +282,7 @@ def _tuple_list(items: Any, arity: int, cell_name: str) -> list[tuple[Any, ...]]
 def _check_sources(edges: list[tuple[str, int, int]], cell_name: str) -> None:
     for op, src, dst in edges:
         if dst < NUM_INPUTS:
-            raise GenotypeError(f"cell {cell_name!r}: ({op}) points into input node {dst}")
+            raise GenotypeError(f"cell {cell_name!r}: ({brief(op)}) points into input node {dst}")
         if src >= dst:
             raise GenotypeError(
                 f"cell {cell_name!r}: node {dst} reads node {src}; a node can only read "

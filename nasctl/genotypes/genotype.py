@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import networkx as nx
 
 from nasctl.errors import GenotypeError
 from nasctl.genotypes.chain import CHAIN_CELL, MBCONV_CHAIN, chain_to_data, finalize_chain
+from nasctl.genotypes.limits import MAX_EDGES, MAX_NODES, brief
 from nasctl.genotypes.spaces import CELL_NAMES, CELL_OPS, DARTS_CELL, NUM_INPUTS
 
 
@@ -30,6 +32,11 @@ def make_cell(
     ``num_nodes`` counts the intermediate nodes; ``concat=None`` means every live one.
     The result is validated and dead nodes are pruned.
     """
+    if num_nodes + NUM_INPUTS > MAX_NODES or len(edges) > MAX_EDGES:
+        raise GenotypeError(
+            f"{num_nodes + NUM_INPUTS:,} nodes and {len(edges):,} edges; the limits are "
+            f"{MAX_NODES:,} and {MAX_EDGES:,}"
+        )
     graph = nx.MultiDiGraph(concat=list(concat) if concat is not None else None)
     graph.add_nodes_from(range(NUM_INPUTS + num_nodes))
     slots: dict[int, int] = {}
@@ -55,25 +62,32 @@ def live_nodes(cell: nx.MultiDiGraph) -> list[int]:
 
 
 def check_cell(cell: nx.MultiDiGraph, where: str) -> None:
-    """Raise GenotypeError if ``cell`` is not a well-formed DARTS cell."""
+    """Raise GenotypeError if ``cell`` is not a well-formed DARTS cell (linear time)."""
+    if any(not isinstance(n, int) or isinstance(n, bool) for n in cell.nodes):
+        raise GenotypeError(f"{where}: node ids must be integers, got {brief(list(cell.nodes))}")
+    if cell.number_of_nodes() > MAX_NODES or cell.number_of_edges() > MAX_EDGES:
+        raise GenotypeError(
+            f"{where}: {cell.number_of_nodes():,} nodes and {cell.number_of_edges():,} edges; "
+            f"the limits are {MAX_NODES:,} and {MAX_EDGES:,}"
+        )
     nodes = sorted(cell.nodes)
-    if any(not isinstance(n, int) or isinstance(n, bool) for n in nodes):
-        raise GenotypeError(f"{where}: node ids must be integers, got {nodes}")
     if nodes != list(range(len(nodes))) or len(nodes) < NUM_INPUTS + 1:
         raise GenotypeError(
             f"{where}: nodes must be 0..N+1 (0 and 1 the inputs, at least one intermediate "
-            f"node), got {nodes}"
+            f"node), got {brief(nodes)}"
         )
     if not nx.is_directed_acyclic_graph(cell):
         cycle = " -> ".join(str(u) for u, _v, *_ in nx.find_cycle(cell))
-        raise GenotypeError(f"{where}: the cell has a cycle through nodes {cycle}")
+        raise GenotypeError(f"{where}: the cell has a cycle through nodes {brief(cycle, 80)}")
     for src, dst, key, data in cell.edges(keys=True, data=True):
         op = data.get("op")
         if op is None or op == "":
             raise GenotypeError(f"{where}: edge {src} -> {dst} has no op")
-        if op not in CELL_OPS:
+        if not isinstance(op, str) or op not in CELL_OPS:
             known = ", ".join(sorted(CELL_OPS))
-            raise GenotypeError(f"{where}: edge {src} -> {dst} has unknown op {op!r} ({known})")
+            raise GenotypeError(
+                f"{where}: edge {src} -> {dst} has unknown op {brief(op)} ({known})"
+            )
         if dst < NUM_INPUTS:
             raise GenotypeError(f"{where}: edge {src} -> {dst} points into input node {dst}")
         if src >= dst:
@@ -82,37 +96,51 @@ def check_cell(cell: nx.MultiDiGraph, where: str) -> None:
                 "earlier nodes"
             )
         weight = data.get("weight")
-        if weight is not None and not isinstance(weight, int | float):
-            raise GenotypeError(f"{where}: edge {src} -> {dst} weight must be a number")
-        if not isinstance(key, int) or isinstance(key, bool):
-            raise GenotypeError(f"{where}: edge {src} -> {dst} key must be an integer slot")
+        if weight is not None and not (
+            isinstance(weight, int | float) and not isinstance(weight, bool)
+            and math.isfinite(weight)
+        ):
+            raise GenotypeError(
+                f"{where}: edge {src} -> {dst} weight must be a finite number, got {brief(weight)}"
+            )
+        if not isinstance(key, int) or isinstance(key, bool) or key < 0:
+            raise GenotypeError(
+                f"{where}: edge {src} -> {dst} key must be a non-negative integer slot"
+            )
     concat = cell.graph.get("concat")
     if concat is not None:
         if not isinstance(concat, list) or not concat:
             raise GenotypeError(f"{where}: concat must be a non-empty list of node ids")
         for n in concat:
             if not isinstance(n, int) or isinstance(n, bool) or n not in cell:
-                raise GenotypeError(f"{where}: concat names node {n!r}, which is not in the cell")
+                raise GenotypeError(
+                    f"{where}: concat names node {brief(n)}, which is not in the cell"
+                )
             if n < NUM_INPUTS:
                 raise GenotypeError(f"{where}: concat names input node {n}")
         if len(set(concat)) != len(concat):
-            raise GenotypeError(f"{where}: concat lists a node twice: {concat}")
+            raise GenotypeError(f"{where}: concat lists a node twice: {brief(concat)}")
 
 
 def prune_dead_nodes(cell: nx.MultiDiGraph) -> None:
     """FairDARTS semantics, in place: an intermediate node with no input is dead; its
-    out-edges are dropped and it leaves ``concat``. Repeats until nothing changes, since a
-    node fed only by dead nodes is dead too. Dead nodes stay as isolated nodes so the
-    cell keeps its node count."""
-    while True:
-        dead = [n for n in intermediate_nodes(cell) if cell.in_degree(n) == 0]
-        doomed = [(u, v, k) for u in dead for _u, v, k in cell.out_edges(u, keys=True)]
-        if not doomed:
-            break
-        touched = {v for _u, v, _k in doomed}
+    out-edges are dropped and it leaves ``concat``. Transitive, since a node fed only by
+    dead nodes is dead too (a worklist: linear in the cell's size). Dead nodes stay as
+    isolated nodes so the cell keeps its node count."""
+    in_degree = dict(cell.in_degree())
+    dead = [n for n in intermediate_nodes(cell) if in_degree[n] == 0]
+    touched: set[int] = set()
+    while dead:
+        node = dead.pop()
+        doomed = list(cell.out_edges(node, keys=True))
         cell.remove_edges_from(doomed)
-        for node in touched:
-            _renumber_slots(cell, node)
+        for _u, v, _k in doomed:
+            touched.add(v)
+            in_degree[v] -= 1
+            if in_degree[v] == 0:
+                dead.append(v)
+    for node in touched:
+        _renumber_slots(cell, node)
     live = set(live_nodes(cell))
     concat = cell.graph.get("concat")
     cell.graph["concat"] = (
@@ -122,6 +150,8 @@ def prune_dead_nodes(cell: nx.MultiDiGraph) -> None:
 
 def _renumber_slots(cell: nx.MultiDiGraph, node: int) -> None:
     edges = sorted(cell.in_edges(node, keys=True, data=True), key=lambda e: e[2])
+    if all(k == slot for slot, (_u, _v, k, _d) in enumerate(edges)):
+        return
     cell.remove_edges_from([(u, v, k) for u, v, k, _d in edges])
     for slot, (u, v, _k, data) in enumerate(edges):
         cell.add_edge(u, v, key=slot, **data)

@@ -3,20 +3,29 @@ NNI-style JSON dict, or a DARTS / FairDARTS ``Genotype(...)`` string (inline or 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from nasctl.errors import GenotypeError
 from nasctl.genotypes.convert import from_nni, parse_genotype_string
 from nasctl.genotypes.genotype import Genotype
-from nasctl.genotypes.io import read_genotype
+from nasctl.genotypes.io import genotype_from_dict, loads_strict, read_text
+from nasctl.genotypes.limits import brief
 from nasctl.genotypes.zoo import is_zoo_name, zoo_genotype, zoo_names
+
+
+def path_exists(source: str) -> bool:
+    """Whether ``source`` names an existing path (False for text no path can be)."""
+    try:
+        return Path(source).exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def read_any(source: str, name: str | None = None) -> Genotype:
     """Parse ``source`` as a zoo name, a file of any supported format, or a string."""
     stripped = source.strip()
-    if not stripped.startswith(("Genotype(", "{")) and Path(source).exists():
+    if not stripped.startswith(("Genotype(", "{")) and path_exists(source):
         return _read_file(Path(source), name)
     if is_zoo_name(source):
         return zoo_genotype(source)
@@ -26,29 +35,23 @@ def read_any(source: str, name: str | None = None) -> Genotype:
         except GenotypeError as exc:
             raise GenotypeError(f"genotype string: {exc}") from None
     raise GenotypeError(
-        f"{source!r}: no such file, zoo genotype ({', '.join(zoo_names())}) or genotype string"
+        f"{brief(source, 300)}: no such file, zoo genotype ({', '.join(zoo_names())}) or "
+        "genotype string"
     )
 
 
 def _read_file(path: Path, name: str | None) -> Genotype:
-    if path.is_dir():
-        raise GenotypeError(f"{path}: is a directory, expected a genotype file")
-    raw = path.read_bytes()
+    text = read_text(path, "a genotype file")
+    doc: Any = None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GenotypeError(f"{path}: not a text file (binary data?)") from None
-    if not text.strip():
-        raise GenotypeError(f"{path}: the file is empty")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        doc = None
+        doc = loads_strict(text)
+    except GenotypeError as exc:
+        if text.lstrip().startswith(("{", "[")):  # meant as JSON: say what is wrong with it
+            raise GenotypeError(f"{path}: {exc}") from None
     nasctl_like = isinstance(doc, dict) and ("format" in doc or "cells" in doc)
-    broken_json = doc is None and text.lstrip().startswith(("{", "["))
-    if nasctl_like or broken_json or isinstance(doc, list | int | float | str):
-        return read_genotype(path)  # reads it, or says precisely what is wrong
     try:
+        if nasctl_like or isinstance(doc, list | int | float | str):
+            return genotype_from_dict(doc)  # reads it, or says precisely what is wrong
         if isinstance(doc, dict) and any("/op_" in str(k) for k in doc):
             return from_nni(doc, name or path.name.split(".")[0])
         return parse_genotype_string(text, name or path.name.split(".")[0])
