@@ -70,6 +70,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files (KeyError, ...)
+        from nasctl.export.source import is_onnx_file
+
+        if is_onnx_file(p):
+            raise CheckpointError(f"{p}: this is an ONNX file: use it with nasctl bench") from None
         detail = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
         suffix = f": {detail}" if detail else ""
         raise CheckpointError(

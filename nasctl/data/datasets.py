@@ -126,9 +126,43 @@ def _cifar(name: str, split: str, root: Path, download: bool, info: DatasetInfo,
         return cls(str(root), train=split == "train", transform=transforms.Compose(steps),
                    download=download)
     except RuntimeError as exc:
+        damage = _cifar_damage(cls, root / folder)
+        if damage is not None:
+            raise DataError(f"{name}: {damage}; re-download it with --download") from None
         raise DataError(f"{name} under {root / folder}: {exc}") from None
     except OSError as exc:
         raise DataError(f"{name}: could not download or read {root} ({exc})") from None
+
+
+def _cifar_damage(cls: Any, folder: Path) -> str | None:
+    """Which file of a torchvision CIFAR folder is missing, truncated or not the published
+    one (torchvision only says "not found or corrupted"); None if every file checks out.
+    A missing file is named before a truncated one, and that before a checksum mismatch."""
+    from torchvision.datasets.utils import check_integrity
+
+    files = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+    found: list[tuple[int, str]] = []
+    for filename, md5 in files:
+        path = folder / filename
+        if not path.is_file():
+            found.append((0, f"{path} is missing"))
+        elif not check_integrity(str(path), md5):
+            if _ends_a_pickle(path):
+                found.append((2, f"{path} does not match torchvision's checksum (corrupt, or "
+                                 "not the official file)"))
+            else:
+                found.append((1, f"{path} is truncated"))
+    return min(found, key=lambda f: f[0])[1] if found else None
+
+
+def _ends_a_pickle(path: Path) -> bool:
+    """Whether the file ends with pickle's STOP opcode, as every complete batch file does
+    (checked without unpickling an untrusted file)."""
+    with path.open("rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return False
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"."
 
 
 def _imagenet(split: str, root: Path, info: DatasetInfo, augment: bool,

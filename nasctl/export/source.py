@@ -5,6 +5,7 @@ model needs to know about its inputs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -140,6 +141,8 @@ def _from_checkpoint(path: Path, dataset: str | None, channels: int | None,
         genotype = genotype_from_dict(state["genotype"])
     except GenotypeError as exc:
         raise CheckpointError(f"{path}: bad genotype inside the checkpoint: {exc}") from None
+    if not isinstance(state["network"], dict):
+        raise CheckpointError(f"{path}: \"network\" is not a dict of network settings")
     kwargs = dict(state["network"])
     for name, given in (("dataset", dataset), ("C", channels), ("layers", layers)):
         if given is not None and kwargs.get(name) is not None and kwargs[name] != given:
@@ -152,20 +155,61 @@ def _from_checkpoint(path: Path, dataset: str | None, channels: int | None,
     net = build_network(genotype, dataset=ds, C=kwargs.get("C"), layers=kwargs.get("layers"),
                         num_classes=kwargs.get("num_classes"), auxiliary=False)
     weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
+        raise CheckpointError(f"{path}: \"model\" is not a state dict (names to tensors)")
     dropped = sorted(k for k in weights if k.startswith("auxiliary_head."))
     kept = {k: v for k, v in weights.items() if not k.startswith("auxiliary_head.")}
-    try:
-        net.load_state_dict(kept, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
+    misfit = weights_misfit(net.state_dict(), kept)
+    if misfit is not None:
         raise CheckpointError(
-            f"{path}: weights do not fit the network the checkpoint describes: {detail}"
-        ) from None
+            f"{path}: weights do not fit the network the checkpoint describes: {misfit}"
+        )
+    net.load_state_dict(kept, strict=True)
     return _finish(net, genotype, "checkpoint", str(path), ds,
                    kwargs.get("C") or settings.channels, kwargs.get("layers") or settings.layers,
                    kwargs.get("num_classes") or settings.num_classes, trained=True,
                    dropped=dropped)
+
+
+def weights_misfit(expected: Mapping[str, Any], given: Mapping[str, Any]) -> str | None:
+    """What keeps ``given`` weights from loading strictly into a network whose state dict
+    is ``expected``: counts, and the first key of each kind with its shapes; None if they
+    fit."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [k for k in expected if k in given and _shape(given[k]) != _shape(expected[k])]
+    parts = []
+    if reshaped:
+        key = reshaped[0]
+        shape = _shape(given[key])
+        ours = "not a tensor" if shape is None else list(shape)
+        parts.append(f"{len(reshaped)} of another shape (first {key}: checkpoint {ours}, "
+                     f"network {list(expected[key].shape)})")
+    if missing:
+        parts.append(f"{len(missing)} missing (first {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first {str(unexpected[0])[:80]})")
+    return "; ".join(parts) or None
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def is_onnx_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the file holds an ONNX model (by content: it parses as an ONNX ModelProto
+    with graph nodes), to tell a user who passed one where a checkpoint was expected."""
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError:
+        return False
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError, RuntimeWarning):
+        return False
+    return model.ir_version > 0 and len(model.graph.node) > 0
 
 
 def _finish(net: DartsNetwork, genotype: Genotype, kind: SourceKind, spec: str, dataset: str,
