@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -11,10 +13,11 @@ from nasctl.errors import NasctlError
 from nasctl.genotypes.genotype import Genotype, intermediate_nodes
 from nasctl.genotypes.spaces import CELL_NAMES, DARTS_CELL
 
-_OP_COLORS = {
-    "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#17becf", "sep_conv_7x7": "#aec7e8",
-    "dil_conv_3x3": "#2ca02c", "dil_conv_5x5": "#98df8a", "max_pool_3x3": "#d62728",
-    "avg_pool_3x3": "#ff7f0e", "skip_connect": "#7f7f7f", "none": "#c7c7c7",
+# One colour per op, shared with the search plots.
+OP_COLORS = {
+    "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#0e8c99", "sep_conv_7x7": "#4b5fa8",
+    "dil_conv_3x3": "#2ca02c", "dil_conv_5x5": "#6b8e23", "max_pool_3x3": "#d62728",
+    "avg_pool_3x3": "#e36c00", "skip_connect": "#555555", "none": "#999999",
     "conv_7x1_1x7": "#9467bd",
 }
 
@@ -35,7 +38,7 @@ def draw_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
     except ImportError:
         raise NasctlError("drawing needs matplotlib: pip install 'nasctl[plot]'") from None
     steps = max(len(intermediate_nodes(genotype.cells[c])) for c in CELL_NAMES)
-    fig, axes = plt.subplots(1, 2, figsize=(5.5 + 1.6 * steps, 4.8))
+    fig, axes = plt.subplots(2, 1, figsize=(2.6 + 1.7 * steps, 7.4))
     for ax, cell_name in zip(axes, CELL_NAMES, strict=True):
         _draw_cell(ax, genotype.cells[cell_name], f"{cell_name} cell")
     fig.suptitle(genotype.name or "genotype", fontsize=13)
@@ -48,52 +51,107 @@ def draw_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
     return out
 
 
+# Node names as the DARTS paper writes them: the two previous cells' outputs and this one's.
+INPUT_LABELS = ("$c_{k-2}$", "$c_{k-1}$")
+OUTPUT_LABEL = "$c_{k}$"
+_X_STEP = 1.7  # data units between node columns; the axes use an equal aspect
+# Where along an edge its label may sit (Bezier parameter), in order of preference.
+_LABEL_POSITIONS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78, 0.15, 0.85)
+_RADS = (0.1, 0.16, 0.22, 0.3, 0.4, 0.5, 0.65)  # edge curvatures tried, straightest first
+_CLEARANCE = 0.33  # how far an edge stays from the centre of a node it does not touch
+
+
 def _positions(cell: nx.MultiDiGraph) -> dict[int | str, tuple[float, float]]:
     nodes = intermediate_nodes(cell)
-    pos: dict[int | str, tuple[float, float]] = {0: (0.0, 0.8), 1: (0.0, 0.2)}
+    pos: dict[int | str, tuple[float, float]] = {0: (0.0, 1.0), 1: (0.0, -1.0)}
     for i, node in enumerate(nodes):
-        pos[node] = (1.0 + i, 0.5 + (0.22 if i % 2 else -0.22))
-    pos["out"] = (1.0 + len(nodes), 0.5)
+        pos[node] = (_X_STEP * (i + 1), 0.45 if i % 2 else -0.45)
+    pos["out"] = (_X_STEP * (len(nodes) + 1), 0.0)
     return pos
 
 
-def _draw_cell(ax: object, cell: nx.MultiDiGraph, title: str) -> None:
+def _bend(a: tuple[float, float], b: tuple[float, float], upwards: bool,
+          obstacles: list[tuple[float, float]], used: list[float]) -> float:
+    """Curvature (matplotlib arc3 ``rad``) for an edge from a to b: the straightest that
+    keeps clear of every other node and of the parallel edges already drawn (``used``),
+    bowing upwards first when ``upwards``."""
+    first = -1.0 if upwards else 1.0  # arc3: a negative rad bows a left-to-right edge up
+    candidates = [0.0] + [side * r for r in _RADS for side in (first, -first)]
+    for rad in candidates:
+        if any(abs(rad - u) < 0.12 for u in used):
+            continue
+        points = [_on_arc(a, b, rad, i / 24) for i in range(1, 24)]
+        if all(math.dist(p, o) >= _CLEARANCE for p in points for o in obstacles):
+            return rad
+    return next(r for r in candidates if all(abs(r - u) >= 0.12 for u in used))
+
+
+def _draw_cell(ax: Any, cell: nx.MultiDiGraph, title: str) -> list[Any]:
+    """Draw one cell; returns the edge-label artists (each placed on its own edge, moved
+    along it until it overlaps no node and no other label)."""
     pos = _positions(cell)
-    concat = set(cell.graph["concat"])
-    pairs: dict[tuple[int, int], int] = {}
-    for src, dst, _key, op in sorted(cell.edges(keys=True, data="op")):
-        k = pairs.get((src, dst), 0)
-        pairs[(src, dst)] = k + 1
-        rad = 0.15 + 0.25 * k if k else (0.12 if dst - src > 1 else 0.0)
-        _arrow(ax, pos[src], pos[dst], _OP_COLORS.get(op, "black"), rad, op)
-    for node in concat:
-        _arrow(ax, pos[node], pos["out"], "#bbbbbb", 0.0, None)
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.7, pos["out"][0] + 0.7)
+    ax.set_ylim(-1.9, 1.9)
+    ax.axis("off")
+    ax.set_title(title)
+    nodes = []
     for node, (x, y) in pos.items():
         if node == "out":
-            label, face = "c_{k}", "#fff2b3"
+            label, face = OUTPUT_LABEL, "#fff2b3"
         elif node in (0, 1):
-            label, face = ("c_{k-2}", "c_{k-1}")[int(node)], "#cfe8ff"
+            label, face = INPUT_LABELS[int(node)], "#cfe8ff"
         else:
-            live = cell.in_degree(node) > 0
-            label, face = str(node), "#ffffff" if live else "#eeeeee"
-        ax.text(x, y, label, ha="center", va="center", fontsize=10, zorder=3,  # type: ignore[attr-defined]
-                bbox={"boxstyle": "round,pad=0.35", "fc": face, "ec": "#444444"})
-    ax.set_title(title)  # type: ignore[attr-defined]
-    ax.set_xlim(-0.5, max(x for x, _y in pos.values()) + 0.5)  # type: ignore[attr-defined]
-    ax.set_ylim(-0.05, 1.05)  # type: ignore[attr-defined]
-    ax.axis("off")  # type: ignore[attr-defined]
+            label, face = str(node), "#ffffff" if cell.in_degree(node) > 0 else "#eeeeee"
+        nodes.append(ax.text(x, y, label, ha="center", va="center", fontsize=11, zorder=4,
+                             bbox={"boxstyle": "round,pad=0.35", "fc": face, "ec": "#444444"}))
+    bends: dict[tuple[int | str, int | str], list[float]] = {}
+
+    def bend(src: int | str, dst: int | str) -> float:
+        obstacles = [xy for n, xy in pos.items() if n not in (src, dst)]
+        used = bends.setdefault((src, dst), [])
+        used.append(_bend(pos[src], pos[dst], src == 0 or pos[src][1] > 0, obstacles, used))
+        return used[-1]
+
+    for node in cell.graph["concat"]:
+        _arrow(ax, pos[node], pos["out"], "#bbbbbb", bend(node, "out"))
+    edges = []
+    for src, dst, op in sorted(cell.edges(data="op")):
+        rad = bend(src, dst)
+        color = OP_COLORS.get(op, "black")
+        _arrow(ax, pos[src], pos[dst], color, rad)
+        edges.append((pos[src], pos[dst], rad, op, color))
+    renderer = ax.figure.canvas.get_renderer()
+    taken = [t.get_window_extent(renderer) for t in nodes]
+    labels = []
+    for a, b, rad, op, color in edges:
+        text = ax.text(0, 0, op, fontsize=7.5, color=color, ha="center", va="center", zorder=3,
+                       bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color,
+                             "lw": 0.6})
+        for t in _LABEL_POSITIONS:
+            text.set_position(_on_arc(a, b, rad, t))
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in taken):
+                break
+        taken.append(text.get_window_extent(renderer))
+        labels.append(text)
+    return labels
 
 
-def _arrow(ax: object, a: tuple[float, float], b: tuple[float, float], color: str, rad: float,
-           label: str | None) -> None:
-    ax.annotate("", xy=b, xytext=a, zorder=1,  # type: ignore[attr-defined]
+def _on_arc(a: tuple[float, float], b: tuple[float, float], rad: float,
+            t: float) -> tuple[float, float]:
+    """The point at parameter ``t`` of matplotlib's arc3 quadratic Bezier from a to b
+    (exact in data units because the axes have an equal aspect)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    cx, cy = (a[0] + b[0]) / 2 + rad * dy, (a[1] + b[1]) / 2 - rad * dx
+    u = 1 - t
+    return (u * u * a[0] + 2 * u * t * cx + t * t * b[0],
+            u * u * a[1] + 2 * u * t * cy + t * t * b[1])
+
+
+def _arrow(ax: Any, a: tuple[float, float], b: tuple[float, float], color: str,
+           rad: float) -> None:
+    ax.annotate("", xy=b, xytext=a, zorder=1,
                 arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6,
-                            "shrinkA": 14, "shrinkB": 14,
+                            "shrinkA": 15, "shrinkB": 15,
                             "connectionstyle": f"arc3,rad={rad}"})
-    if label:
-        # midpoint of matplotlib's arc3 quadratic Bezier
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        mx, my = (a[0] + b[0]) / 2 + 0.5 * rad * dy, (a[1] + b[1]) / 2 - 0.5 * rad * dx
-        ax.text(mx, my, label, fontsize=7, color=color, ha="center", va="center",  # type: ignore[attr-defined]
-                zorder=2, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
-                                "alpha": 0.85})

@@ -22,12 +22,13 @@ def write_plots(folder: Path, history: list[dict[str, Any]], ops: list[str],
     except ImportError:
         return {}, ["matplotlib is not installed: no plots (pip install 'nasctl[plot]')"]
     files: dict[str, str] = {}
+    threshold = genotype.provenance.get("discretization", {}).get("threshold")
     path = folder / "arch_weights.png"
-    _trajectories(plt, history, ops, edges, path)
+    _trajectories(plt, history, ops, edges, method, threshold, genotype, path)
     files["plot_weights"] = str(path)
     if method == "fairdarts" and len(history) > 1:
         path = folder / "sigmoid_hist.png"
-        _histogram(plt, history, path)
+        _histogram(plt, history, threshold, path)
         files["plot_sigmoid_hist"] = str(path)
     notes = []
     try:
@@ -39,38 +40,94 @@ def write_plots(folder: Path, history: list[dict[str, Any]], ops: list[str],
     return files, notes
 
 
+def _node_name(node: int) -> str:
+    from nasctl.genotypes.draw import INPUT_LABELS
+
+    return INPUT_LABELS[node] if node < len(INPUT_LABELS) else str(node)
+
+
 def _trajectories(plt: Any, history: list[dict[str, Any]], ops: list[str],
-                  edges: list[tuple[int, int]], path: Path) -> None:
+                  edges: list[tuple[int, int]], method: str, threshold: float | None,
+                  genotype: Genotype, path: Path) -> None:
+    """One panel per edge and cell (a row of panels per cell half), one line per op; the
+    ops the genotype kept are drawn thick, the threshold dashed."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    from nasctl.genotypes.draw import OP_COLORS
+
     epochs = [h["epoch"] for h in history]
     cols = max((len(edges) + 1) // 2, 1)
-    fig, axes = plt.subplots(4, cols, figsize=(2.2 * cols, 8.5), sharex=True, sharey=True,
-                             squeeze=False)
+    rows = 2 * ((len(edges) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 2.2, 1.55 * rows + 1.2),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
     for c, cell in enumerate(("normal", "reduce")):
+        kept = {(u, v, op) for u, v, op in genotype.cells[cell].edges(data="op")}
         for e, (src, dst) in enumerate(edges):
-            ax = axes[2 * c + e // cols, e % cols]
+            ax = axes[c * rows // 2 + e // cols, e % cols]
+            ax.set_visible(True)
             for k, op in enumerate(ops):
-                ax.plot(epochs, [h[cell][e][k] for h in history], label=op, linewidth=1)
-            ax.set_title(f"{cell} {src}->{dst}", fontsize=7)
-            ax.tick_params(labelsize=6)
-    axes[0, 0].legend(fontsize=5, loc="best")
+                on = (src, dst, op) in kept
+                ax.plot(epochs, [h[cell][e][k] for h in history], color=OP_COLORS.get(op),
+                        linewidth=2.4 if on else 0.9, alpha=1.0 if on else 0.75)
+            if threshold is not None:
+                ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
+            ax.set_title(f"{cell}: {_node_name(src)} \u2192 {dst}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            ax.grid(alpha=0.25)
+    for ax in axes[-1]:
+        ax.tick_params(labelbottom=True)
+    handles = [Line2D([], [], color=OP_COLORS.get(op), linewidth=2, label=op) for op in ops]
+    handles.append(Line2D([], [], color="gray", linewidth=2.4, label="kept in genotype"))
+    if threshold is not None:
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=0.8,
+                              label=f"threshold {threshold:g}"))
+    activation = "sigmoid" if method == "fairdarts" else "softmax"
+    fig.suptitle(f"{method}: {activation}(alpha) per edge over the search "
+                 f"(top: normal cell, bottom: reduce cell)", fontsize=11)
     fig.supxlabel("epoch")
-    fig.supylabel("op weight")
-    fig.tight_layout()
+    fig.supylabel(f"op weight, {activation}(alpha)")
+    fig.tight_layout(rect=(0, 0, 1 - 1.9 / (1.9 * cols + 2.2), 1))
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _histogram(plt: Any, history: list[dict[str, Any]], path: Path) -> None:
+def _histogram(plt: Any, history: list[dict[str, Any]], threshold: float | None,
+               path: Path) -> None:
+    """The sigmoids of every op in both cells at the first and the last epoch."""
     def flat(h: dict[str, Any]) -> list[float]:
         return [w for cell in ("normal", "reduce") for row in h[cell] for w in row]
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    first, last = history[0], history[-1]
+    end = flat(last)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     bins = [i / 20 for i in range(21)]
-    ax.hist(flat(history[0]), bins=bins, alpha=0.6, label=f"epoch {history[0]['epoch']}")
-    ax.hist(flat(history[-1]), bins=bins, alpha=0.6, label=f"epoch {history[-1]['epoch']}")
+    start = flat(first)
+    start_counts, _, _ = ax.hist(start, bins=bins, histtype="step", color="gray",
+                                 linewidth=1.5, label=f"epoch {first['epoch']}")
+    end_counts, _, _ = ax.hist(end, bins=bins, alpha=0.75, color="#1f77b4",
+                               label=f"epoch {last['epoch']}")
+    top = max(end_counts.max(), 1) * 1.15
+    if start_counts.max() > top:  # an untrained start is one tall bar: say so, keep the scale
+        peak = int(start_counts.argmax())
+        ax.patches[0].set_label(f"epoch {first['epoch']} ({int(start_counts[peak])} of "
+                                f"{len(start)} ops in {bins[peak]:.2f}-{bins[peak + 1]:.2f}, "
+                                "off the scale)")
+    ax.set_ylim(0, top)
+    if threshold is not None:
+        kept = sum(w >= threshold for w in end)
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1,
+                   label=f"threshold {threshold:g} ({kept} of {len(end)} ops above)")
+    ax.set_xlim(0, 1)
     ax.set_xlabel("sigmoid(alpha)")
-    ax.set_ylabel("ops")
-    ax.legend()
+    ax.set_ylabel("ops (both cells)")
+    ax.set_title("FairDARTS: the sigmoid of every op, first and last epoch")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=1,
+              frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
