@@ -7,7 +7,7 @@ touches another area's file.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -38,7 +38,24 @@ app = _App(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from nasctl import __version__
+
+        print(f"nasctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """Differentiable NAS (FairDARTS, iDARTS, DARTS) from search to a validated engine."""
 
 from nasctl.cli import export as _export  # noqa: E402
 from nasctl.cli import genotypes as _genotypes  # noqa: E402
