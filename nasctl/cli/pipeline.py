@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nasctl.cli._out import console, print_json
+from nasctl.cli._out import console, err_console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -56,21 +56,57 @@ def pipeline_cmd(
         train["steps_per_epoch"] = train_steps
     config = PipelineConfig(method=method, dataset=dataset, data_dir=data_dir, seed=seed,
                             device=device, search=search, train=train)
-    with console.status("starting...", spinner="dots") as status:
-        def on_event(event: dict[str, Any]) -> None:
-            if as_json:
-                return
-            if event.get("event") == "stage" and "state" in event:
-                console.print(f"[bold]{event['stage']}[/]: {event['state']}")
-            status.update(_describe(event))
-
-        summary = run_pipeline(config, out, resume=resume, on_event=on_event)
+    progress = _Progress(live=not as_json and err_console.is_terminal)
+    with progress:
+        summary = run_pipeline(config, out, resume=resume, on_event=progress.on_event)
+    fallback = summary["search"].get("fallback_cells")
+    if fallback:
+        err_console.print(f"warning: no {' or '.join(fallback)}-cell op reached the FairDARTS "
+                          "threshold, so those cells keep the strongest op per node (try more "
+                          "--search-epochs)", markup=False, highlight=False)
     if as_json:
         print_json(summary)
     else:
         _print_summary(summary)
     if not summary["passed"]:
         raise typer.Exit(1)
+
+
+class _Progress:
+    """Progress on stderr: a spinner on a terminal; otherwise (a log, CI, --json) one line
+    per stage and per epoch, so a long run is never silent."""
+
+    def __init__(self, live: bool) -> None:
+        self.status = err_console.status("starting...", spinner="dots") if live else None
+        self.stage = ""
+        self.epochs: int | None = None
+
+    def __enter__(self) -> _Progress:
+        if self.status is not None:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        line = None
+        if kind == "stage" and "state" in event:
+            self.stage = str(event["stage"])
+            line = f"{self.stage}: {event['state']}"
+        elif kind == "stage" and self.status is None:  # an export step
+            line = f"{self.stage}: {event['stage']}"
+        elif kind == "start":
+            self.epochs = event.get("epochs")
+        elif kind == "epoch" and self.status is None:
+            line = f"{self.stage}: epoch {event['epoch']}" + (
+                f"/{self.epochs}" if self.epochs else "")
+        if line is not None:
+            err_console.print(line, markup=False, highlight=False)
+        if self.status is not None:
+            self.status.update(_describe(event))
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -89,6 +125,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     table.add_row("genotype", s["genotype"])
     table.add_row("checkpoint", s["checkpoint"])
     table.add_row("onnx", s["onnx"])
+    table.add_row("discretization", _discretization(s["search"]))
     if s["test_top1"] is not None:
         table.add_row("test top-1", f"{s['test_top1']:.2f}% (epoch {s['best_epoch']}, best.pt)")
     table.add_row("params", f"{s['params']:,}" if s["params"] else "?")
@@ -100,3 +137,14 @@ def _print_summary(s: dict[str, Any]) -> None:
     table.add_row("stage seconds", ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
     table.add_row("result", "[green]pass[/]" if s["passed"] else "[bold red]FAILED[/]")
     console.print(table)
+
+
+def _discretization(search: dict[str, Any]) -> str:
+    if search.get("fallback_cells"):
+        return (f"FALLBACK in {', '.join(search['fallback_cells'])}: no op reached the "
+                "threshold, strongest op per node kept")
+    if "threshold" not in search:
+        return "the method's rule"
+    return (f"threshold {search['threshold']:g} chose both cells; last epoch "
+            f"{search['ops_above_threshold']} of {search['ops']} ops >= {search['threshold']:g}, "
+            f"{search['ops_below_1_minus_threshold']} <= {1 - search['threshold']:.2g}")
