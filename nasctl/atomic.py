@@ -52,4 +52,11 @@ def torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
     """`torch.save` through a temporary file, so a crash never leaves a truncated checkpoint."""
     import torch
 
-    return _atomic(path, "wb", lambda fh: torch.save(obj, fh))
+    def save(fh: IO[Any]) -> None:
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:  # torch reports a failed write (a full disk) this way
+            raise OSError(f"{path}: cannot write the checkpoint ({str(exc).splitlines()[0]})"
+                          ) from None
+
+    return _atomic(path, "wb", save)

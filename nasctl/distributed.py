@@ -40,7 +40,9 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # device_id binds NCCL to this rank's GPU up front (no guessing, no extra context)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
     return info, device
 
 

@@ -27,3 +27,14 @@ class BackendUnavailable(NasctlError):
 
 class TrainingDiverged(NasctlError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunInterrupted(NasctlError):
+    """A run stopped by Ctrl-C (SIGINT) or SIGTERM; the CLI exits 130 and says how to
+    resume it."""
+
+    def __init__(self, run_dir: object, command: str, epoch: int, resumable: bool) -> None:
+        self.run_dir, self.command, self.epoch, self.resumable = run_dir, command, epoch, resumable
+        kept = (f"resume with: nasctl {command} --resume --out {run_dir}" if resumable
+                else "it stopped before its first checkpoint, so nothing was kept")
+        super().__init__(f"interrupted in epoch {epoch}; {kept}")

@@ -1,14 +1,30 @@
-"""Run folders: config.json, metrics.jsonl, atomic checkpoints, report.json."""
+"""Run folders, shared by search and training: opening one (refusing to overwrite a run,
+locking it against a second writer, removing what a failed run created before it wrote
+anything useful), config.json, metrics.jsonl, versioned atomic checkpoints, report.json,
+and the helpers both loops use (loader reseeding, the divergence error, versions).
+
+Write order at the end of an epoch: the checkpoint first, then the records describing it
+(metrics.jsonl, arch_history.json). A crash between the two leaves a checkpoint whose
+epoch the records do not reach yet; on resume, records past the checkpoint's epoch are
+dropped, so the two always agree.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import platform
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from nasctl import atomic
-from nasctl.errors import CheckpointError
+from nasctl.errors import CheckpointError, NasctlError, TrainingDiverged
+
+FORMAT = "nasctl-checkpoint"
+VERSION = 1
+LOCK = ".lock"
 
 
 class RunDir:
@@ -17,6 +33,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock: Any = None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -28,7 +45,13 @@ class RunDir:
         return atomic.write_json(self.file("config.json"), config)
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads(self.file("config.json").read_text())
+        try:
+            doc = json.loads(self.file("config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{self.file('config.json')}: unreadable ({exc})") from None
+        if not isinstance(doc, dict):
+            raise CheckpointError(f"{self.file('config.json')}: not a run config")
+        return doc
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line and fsync it, so a crash loses at most the line in flight."""
@@ -38,24 +61,157 @@ class RunDir:
             os.fsync(fh.fileno())
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The complete records (a line cut short by a crash is not one)."""
         path = self.file("metrics.jsonl")
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                break
+        return records
 
-    def truncate_metrics(self, keep: int) -> None:
-        """Keep the first ``keep`` records (drops lines written after the checkpoint a
-        resumed run restarts from)."""
-        records = self.read_metrics()[:keep]
+    def truncate_metrics(self, epoch: int) -> None:
+        """Keep the records of epochs up to ``epoch`` (drops lines written after the
+        checkpoint a resumed run restarts from)."""
+        records = [r for r in self.read_metrics() if int(r.get("epoch", 0)) <= epoch]
         atomic.write_text(
             self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records)
         )
 
-    def save_checkpoint(self, name: str, state: dict[str, Any]) -> Path:
-        return atomic.torch_save(self.file(name), state)
+    def save_checkpoint(self, name: str, kind: str, state: dict[str, Any]) -> Path:
+        return atomic.torch_save(self.file(name), {"format": FORMAT, "version": VERSION,
+                                                   "kind": kind, **state})
 
     def write_report(self, report: dict[str, Any]) -> Path:
         return atomic.write_json(self.file("report.json"), report)
+
+    # -- locking -----------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the folder's lock; a second nasctl writing here fails in one line. The
+        lock dies with its process, so a killed run never blocks its ``--resume``."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks
+            return
+        fh = open(self.file(LOCK), "a+")  # noqa: SIM115 - held for the run's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise NasctlError(f"{self.path} is in use by another nasctl run (pid {holder}); "
+                              "wait for it or choose another --out") from None
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock = fh
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self.file(LOCK).unlink()
+            self._lock.close()
+            self._lock = None
+
+
+@contextlib.contextmanager
+def open_run(path: str | os.PathLike[str], resume: bool, checkpoint: str, what: str,
+             enabled: bool = True) -> Iterator[RunDir | None]:
+    """The run folder of a new run (refused when it already holds one) or of a resumed
+    one, locked while the run writes. If the run fails before ``checkpoint`` exists, what
+    it wrote is removed (and the folder, if it created it). Only the main process writes:
+    with ``enabled`` False this yields None."""
+    if not enabled:
+        yield None
+        return
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise NasctlError(f"--out {root}: exists and is not a folder")
+    created = not root.exists()
+    started = (root / checkpoint).exists() or (root / "config.json").exists()
+    if started and not resume:
+        held = checkpoint if (root / checkpoint).exists() else "config.json"
+        raise NasctlError(f"{root} already holds a {what} ({held}); pass --resume to continue "
+                          "it or choose another --out")
+    if resume and not started:
+        raise CheckpointError(f"--resume: nothing to resume in {root} (no {checkpoint} or "
+                              "config.json)")
+    before = set(os.listdir(root)) if root.exists() else set()
+    run = RunDir(root)
+    run.lock()
+    try:
+        yield run
+    except BaseException:
+        if not (root / checkpoint).exists():
+            _remove_new(root, before, created)
+        raise
+    finally:
+        run.unlock()
+
+
+def _remove_new(root: Path, before: set[str], created: bool) -> None:
+    """Remove the files a failed run added to ``root`` (and ``root`` if it made it)."""
+    with contextlib.suppress(OSError):
+        for name in set(os.listdir(root)) - before:
+            target = root / name
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+        if created and not any(root.iterdir()):
+            root.rmdir()
+
+
+def check_checkpoint(state: dict[str, Any], path: Path, kind: str) -> dict[str, Any]:
+    """``state`` if it is a nasctl checkpoint of ``kind`` this version reads."""
+    if state.get("format") != FORMAT or state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: not a {FORMAT} version {VERSION} file (format "
+                              f"{state.get('format')!r}, version {state.get('version')!r})")
+    if state.get("kind", kind) != kind:
+        raise CheckpointError(f"{path}: a {state.get('kind')} checkpoint, not a {kind} one")
+    return state
+
+
+def reseed_loaders(loaders: Iterable[Any], seed: int, epoch: int) -> None:
+    """Make each loader's shuffle order a function of (seed, epoch, its position), so a
+    resumed run reads the batches the uninterrupted one would have read."""
+    from nasctl.data import set_loader_epoch
+
+    for k, loader in enumerate(loaders):
+        set_loader_epoch(loader, epoch)
+        if loader.generator is not None:
+            loader.generator.manual_seed(seed * 100_003 + epoch * 2 + k)
+
+
+def diverged(what: str, epoch: int, checkpoint: Path | None, hint: str) -> TrainingDiverged:
+    """The one divergence error: what became non-finite, and what was kept."""
+    kept = (f"the last good checkpoint is {checkpoint}" if checkpoint is not None
+            and checkpoint.exists() else "no checkpoint was written yet")
+    return TrainingDiverged(f"epoch {epoch}: {what}; {kept} (try {hint})")
+
+
+def gather_objects(obj: Any, info: Any) -> list[Any]:
+    """``obj`` from every rank (a collective under torchrun), e.g. each rank's RNG state."""
+    if not info.enabled:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def versions() -> dict[str, Any]:
+    """The versions a run records (config.json, checkpoints)."""
+    import torch
+
+    from nasctl import __version__
+
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {"nasctl": __version__, "torch": str(torch.__version__),
+            "python": platform.python_version(), "cuda": torch.version.cuda, "cudnn": cudnn}
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -118,9 +118,48 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
     # epoch 1 trains normally; the schedule then multiplies the lr by 1e30
     cfg = _tiny(epochs=3, lr_schedule="exponential", lr_gamma=1e30, grad_clip=0.0,
                 auxiliary_weight=0.0)
-    with pytest.raises(TrainingDiverged, match="diverged in epoch 2"):
+    with pytest.raises(TrainingDiverged, match="epoch 2: training diverged"):
         train("DARTS_V2", cfg, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
     assert math.isfinite(ckpt["metrics"]["train_loss"])
+
+
+FAULTS = ROOT / "tests" / "faults.py"
+TRAIN = ["train", "DARTS_V2", "--recipe", "digits", "-C", "4", "--layers", "3",
+         "--batch-size", "8", "--epochs", "2", "--steps-per-epoch", "2", "--eval-batches", "1",
+         "--deterministic", "--device", "cpu"]
+
+
+def _faulty(kill_at: int, count: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(FAULTS), str(kill_at), str(count), "--", *args,
+                           "--json"], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_run_killed_at_every_write_point_resumes_to_the_same_result(tmp_path: Path) -> None:
+    count = tmp_path / "writes"
+    ref = _faulty(0, count, *TRAIN, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    writes = int(count.read_text())
+    assert writes >= 7  # genotype, config, 2 x (last.pt, [best.pt], metrics), report
+    reference = load_checkpoint(tmp_path / "ref" / "last.pt")
+    for kill_at in range(1, writes + 1):
+        out = tmp_path / f"cut{kill_at}"
+        killed = _faulty(kill_at, count, *TRAIN, "--out", str(out))
+        assert killed.returncode == -9, (kill_at, killed.stderr)
+        if (out / "config.json").exists():
+            done = _faulty(0, count, "train", "--resume", "--out", str(out))
+        else:  # nothing recorded yet: nothing to resume, and the folder takes a fresh run
+            refused = subprocess.run([sys.executable, "-m", "nasctl", "train", "--resume",
+                                      "--out", str(out)], capture_output=True, text=True)
+            assert refused.returncode == 2 and "nothing to resume" in refused.stderr
+            done = _faulty(0, count, *TRAIN, "--out", str(out))
+        assert done.returncode == 0, (kill_at, done.stderr)
+        last = load_checkpoint(out / "last.pt")
+        for key, value in reference["model"].items():
+            assert torch.equal(value, last["model"][key]), (kill_at, key)
+        assert [m["epoch"] for m in _metrics(out)] == [1, 2], kill_at
+        best = load_checkpoint(out / "best.pt")
+        assert best["epoch"] == last["best"]["epoch"], kill_at

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nasctl.errors import NasctlError
+from nasctl.errors import NasctlError, RunInterrupted
 
 
 class _App(typer.Typer):
@@ -20,6 +20,9 @@ class _App(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
+        except RunInterrupted as exc:  # before NasctlError: its own exit code
+            print(f"nasctl: {exc}", file=sys.stderr)
+            sys.exit(130)
         except NasctlError as exc:
             print(f"nasctl: error: {exc}", file=sys.stderr)
             sys.exit(2)

@@ -5,6 +5,7 @@ A checkpoint is a plain dict (loads with ``torch.load(..., weights_only=True)``)
 - ``model``: the network's state_dict (no DDP prefix), loadable into
   ``build_network(genotype_from_dict(ckpt["genotype"]), **ckpt["network"])``;
 - ``genotype``: the genotype document (Contract 1); ``network``: the build_network kwargs;
+- ``format``, ``version``, ``kind`` (``"train"``): the header every nasctl checkpoint has;
 - ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``rng`` (one state
   per rank), ``config`` (the resolved TrainConfig), ``metrics`` (that epoch's numbers),
   ``best`` (best test top-1 so far and its epoch), ``versions``.
@@ -16,10 +17,10 @@ import os
 from typing import Any
 
 from nasctl.errors import CheckpointError, GenotypeError, NasctlError
-from nasctl.runs import load_checkpoint
+from nasctl.runs import FORMAT, VERSION, load_checkpoint
 
-FORMAT = "nasctl-checkpoint"
-VERSION = 1
+__all__ = ["FORMAT", "KIND", "VERSION", "load_model", "model_from_checkpoint", "read_checkpoint"]
+KIND = "train"
 REQUIRED_KEYS = ("model", "genotype", "network")
 NETWORK_KEYS = ("dataset", "C", "layers", "num_classes", "auxiliary", "drop_path_on")
 
@@ -27,6 +28,11 @@ NETWORK_KEYS = ("dataset", "C", "layers", "num_classes", "auxiliary", "drop_path
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and check the layout; any problem is one CheckpointError naming the file."""
     ckpt = load_checkpoint(path)
+    if ckpt.get("kind", KIND) != KIND:
+        raise CheckpointError(
+            f"{path}: a {ckpt.get('kind')} checkpoint, not a training one (export, eval and "
+            "bench take a training checkpoint: last.pt or best.pt of nasctl train)"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import typing
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nasctl import settings
 from nasctl.errors import NasctlError
 from nasctl.train.recipes import RECIPE_FOR_DATASET, RECIPES
 
@@ -133,14 +135,7 @@ def resolve_config(
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
     """``["lr=0.1", "drop_path_on=node"]`` -> typed values (for ``--set``)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise NasctlError(f"--set {item!r}: expected KEY=VALUE")
-        out[key] = _coerce(key, value.strip(), "--set")
-    return out
+    return settings.parse_assignments(items, FIELDS)
 
 
 def config_from_dict(values: dict[str, Any], where: str = "checkpoint") -> TrainConfig:
@@ -148,52 +143,14 @@ def config_from_dict(values: dict[str, Any], where: str = "checkpoint") -> Train
 
 
 def _coerce_all(values: dict[str, Any], where: str) -> dict[str, Any]:
-    return {key: _coerce(key, value, where) for key, value in values.items()}
-
-
-def _coerce(key: str, value: Any, where: str) -> Any:
-    if key not in FIELDS:
-        known = ", ".join(FIELDS)
-        raise NasctlError(f"{where}: unknown setting {key!r} (known: {known})")
-    kind = FIELDS[key]
-    args = typing.get_args(kind)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), kind) if args else kind
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
-        if optional:
-            return None
-        raise NasctlError(f"{where}: {key} cannot be empty")
-    bad = NasctlError(f"{where}: {key} must be {base.__name__}, got {value!r}")
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-            return False
-        raise bad
-    if base is int:
-        if isinstance(value, (bool, float)):
-            raise bad
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise bad from None
-    if base is float:
-        if isinstance(value, bool):
-            raise bad
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-    if not isinstance(value, str):
-        raise bad
-    return value
+    return settings.coerce_all(FIELDS, values, where)
 
 
 def check_config(cfg: TrainConfig) -> TrainConfig:
     """Range checks that the type alone cannot express."""
-    problems = []
+    problems = [f"{key} must be a finite number, got {value}"
+                for key, value in cfg.to_dict().items()
+                if isinstance(value, float) and not math.isfinite(value)]
     for key in ("channels", "layers", "batch_size", "epochs", "log_every"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key} must be >= 1")

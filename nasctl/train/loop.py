@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Subset
 
-from nasctl import __version__
-from nasctl.data import dataset_info, get_dataset, make_loader, set_loader_epoch
+from nasctl.data import dataset_info, get_dataset, make_loader
 from nasctl.device import (
     make_grad_scaler,
     resolve_device,
@@ -31,13 +29,21 @@ from nasctl.device import (
     set_rng_state,
 )
 from nasctl.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from nasctl.errors import CheckpointError, NasctlError, TrainingDiverged
+from nasctl.errors import CheckpointError, NasctlError, RunInterrupted, TrainingDiverged
 from nasctl.genotypes import Genotype, load_genotype, write_genotype
 from nasctl.genotypes.io import genotype_from_dict, genotype_to_dict
 from nasctl.nets import build_network
 from nasctl.nets.network import Cell
-from nasctl.runs import RunDir
-from nasctl.train.checkpoint import FORMAT, VERSION, read_checkpoint
+from nasctl.runs import (
+    RunDir,
+    diverged,
+    gather_objects,
+    open_run,
+    reseed_loaders,
+    versions,
+)
+from nasctl.settings import refuse_changes, resume_changes
+from nasctl.train.checkpoint import KIND, read_checkpoint
 from nasctl.train.config import RUNTIME_FIELDS, TrainConfig, config_from_dict
 from nasctl.train.evaluate import evaluate_sums, summarize
 from nasctl.train.step import (
@@ -49,6 +55,7 @@ from nasctl.train.step import (
 )
 
 Event = Callable[[dict[str, Any]], None]
+LAST = "last.pt"
 
 
 @dataclass
@@ -68,14 +75,8 @@ def resume_config(run_dir: str | os.PathLike[str], overrides: dict[str, Any]) ->
     """The saved config of a run, with runtime-only overrides (device, data_dir, ...).
 
     Changing anything that alters the numbers would not be a resumption, so it is refused."""
-    ckpt = read_checkpoint(_resumable(run_dir))
-    saved = config_from_dict(ckpt["config"])
-    changed = {
-        k: v for k, v in overrides.items() if k not in RUNTIME_FIELDS and getattr(saved, k) != v
-    }
-    if changed:
-        diff = ", ".join(f"{k}={v!r} (saved {getattr(saved, k)!r})" for k, v in changed.items())
-        raise NasctlError(f"--resume continues the saved run and cannot change {diff}")
+    saved = config_from_dict(_saved_config(Path(run_dir)), "the saved run")
+    refuse_changes(resume_changes(saved, overrides, RUNTIME_FIELDS))
     values = saved.to_dict()
     values.update({k: v for k, v in overrides.items() if k in RUNTIME_FIELDS})
     return config_from_dict(values, "command line")
@@ -97,13 +98,15 @@ def train(
     last good epoch."""
     info, device = init_distributed(resolve_device(cfg.device))
     try:
-        return _train(genotype, cfg, Path(out), resume, recipe, info, device, on_event)
+        with open_run(out, resume, LAST, "training run", enabled=info.is_main) as run:
+            return _train(genotype, cfg, Path(out), run, resume, recipe, info, device,
+                          on_event)
     finally:
         cleanup(info)
 
 
-def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume: bool,
-           recipe: str | None, info: DistInfo, device: torch.device,
+def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: RunDir | None,
+           resume: bool, recipe: str | None, info: DistInfo, device: torch.device,
            on_event: Event | None) -> TrainResult:
     started = time.perf_counter()
 
@@ -111,15 +114,13 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
         if on_event is not None and info.is_main:
             on_event(event)
 
-    ckpt = _prepare_resume(out, cfg, genotype) if resume else None
-    if ckpt is None and _last(out).exists():
-        raise NasctlError(
-            f"{out} already holds a training run (last.pt); pass --resume to continue it "
-            "or choose another --out"
-        )
+    # A folder that recorded its config but no checkpoint yet starts again from the start.
+    ckpt = _prepare_resume(out, cfg, genotype) if resume and _last(out).exists() else None
     if ckpt is not None:
         genotype = genotype_from_dict(ckpt["genotype"])
         recipe = recipe or ckpt.get("recipe")
+    elif genotype is None and resume and (out / "genotype.json").exists():
+        genotype = load_genotype(out / "genotype.json")
     elif genotype is None:
         raise NasctlError("a genotype (file or zoo name) is needed unless resuming")
     elif isinstance(genotype, str):
@@ -181,10 +182,10 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
         )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    run = RunDir(out) if info.is_main else None
     if run is not None:
-        if ckpt is not None:
-            run.truncate_metrics(start_epoch)
+        run.truncate_metrics(start_epoch)
+        if ckpt is not None:  # a crash may have cut the records after the checkpoint short
+            _restore_records(run, ckpt)
         write_genotype(genotype, run.file("genotype.json"))
         run.write_config(_run_config(cfg, recipe, genotype, network, info, device, start_epoch))
     steps = len(train_loader) if cfg.steps_per_epoch is None else min(
@@ -194,59 +195,63 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
           "run_dir": str(out)})
 
     final: dict[str, Any] = dict(ckpt["metrics"]) if ckpt is not None else {}
-    for epoch in range(start_epoch, cfg.epochs):
-        epoch_start = time.perf_counter()
-        net.drop_path_prob = drop_path_at(cfg, epoch)  # type: ignore[assignment]
-        lr = optimizer.param_groups[0]["lr"]
-        set_loader_epoch(train_loader, epoch)
-        if train_loader.generator is not None:  # shuffle order is a function of (seed, epoch)
-            train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
-        for step, (images, labels) in enumerate(train_loader):
-            if step >= steps:
-                break
-            images, labels = to_device(images, labels, device, channels_last)
-            loss, logits = train_step(model, images, labels, optimizer, criterion, scaler, cfg,
-                                      device)
-            n = labels.shape[0]
-            sums += torch.stack([loss.double() * n, (logits.argmax(1) == labels).sum().double(),
-                                 torch.tensor(float(n), dtype=torch.float64, device=device)])
-            if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
-                loss_sum, correct, count = _check_finite(sums, info, epoch, step, out, start_epoch)
-                emit({"event": "step", "epoch": epoch + 1, "epochs": cfg.epochs,
-                      "step": step + 1, "steps": steps, "loss": loss_sum / count,
-                      "top1": 100.0 * correct / count})
-        scheduler.step()
-        loss_sum, correct, count = _check_finite(sums, info, epoch, steps - 1, out, start_epoch)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            epoch_start = time.perf_counter()
+            net.drop_path_prob = drop_path_at(cfg, epoch)  # type: ignore[assignment]
+            lr = optimizer.param_groups[0]["lr"]
+            reseed_loaders([train_loader], cfg.seed, epoch)
+            model.train()
+            sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss*n, correct
+            count = 0  # images, on the host: no device sync per step
+            for step, (images, labels) in enumerate(train_loader):
+                if step >= steps:
+                    break
+                images, labels = to_device(images, labels, device, channels_last)
+                loss, logits = train_step(model, images, labels, optimizer, criterion, scaler,
+                                          cfg, device)
+                count += labels.shape[0]
+                sums += torch.stack([loss.double() * labels.shape[0],
+                                     (logits.argmax(1) == labels).sum().double()])
+                if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+                    loss_sum, correct, seen = _check_finite(sums, count, info, epoch, step, out)
+                    emit({"event": "step", "epoch": epoch + 1, "epochs": cfg.epochs,
+                          "step": step + 1, "steps": steps, "loss": loss_sum / seen,
+                          "top1": 100.0 * correct / seen})
+            scheduler.step()
+            loss_sum, correct, count = _check_finite(sums, count, info, epoch, steps - 1, out)
 
-        if info.enabled:  # evaluate (and save) rank 0's BatchNorm statistics on every rank
-            for buffer in net.buffers():
-                dist.broadcast(buffer, 0)
-        test = summarize(all_reduce_sum(
-            evaluate_sums(net, test_loader, device, cfg.amp, channels_last, cfg.eval_batches),
-            info))
-        if not torch.isfinite(torch.tensor(test["loss"])):
-            raise _diverged(out, epoch, start_epoch, f"test loss is {test['loss']}")
-        elapsed = time.perf_counter() - epoch_start
-        final = {"epoch": epoch + 1, "lr": lr, "drop_path": net.drop_path_prob,
-                 "train_loss": loss_sum / count, "train_top1": 100.0 * correct / count,
-                 "test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
-                 "test_samples": test["samples"], "time_s": elapsed,
-                 "images_per_s": count / elapsed}
-        is_best = test["top1"] > best["top1"]
-        if is_best:
-            best = {"top1": test["top1"], "epoch": epoch + 1}
-        state = _checkpoint(net, optimizer, scheduler, scaler, cfg, recipe, genotype, network,
-                            epoch, final, best, info)
-        if run is not None:
-            run.save_checkpoint("last.pt", state)
+            if info.enabled:  # evaluate (and save) rank 0's BatchNorm statistics everywhere
+                for buffer in net.buffers():
+                    dist.broadcast(buffer, 0)
+            test = summarize(all_reduce_sum(
+                evaluate_sums(net, test_loader, device, cfg.amp, channels_last,
+                              cfg.eval_batches), info))
+            if not torch.isfinite(torch.tensor(test["loss"])):
+                raise _diverged(out, epoch, f"test loss is {test['loss']}")
+            elapsed = time.perf_counter() - epoch_start
+            final = {"epoch": epoch + 1, "lr": lr, "drop_path": net.drop_path_prob,
+                     "train_loss": loss_sum / count, "train_top1": 100.0 * correct / count,
+                     "test_loss": test["loss"], "test_top1": test["top1"],
+                     "test_top5": test["top5"],
+                     "test_samples": test["samples"], "time_s": elapsed,
+                     "images_per_s": count / elapsed}
+            is_best = test["top1"] > best["top1"]
             if is_best:
-                run.save_checkpoint("best.pt", state)
-            run.append_metrics(final)
-        barrier(info)
-        emit({"event": "epoch", **final, "best": is_best, "best_top1": best["top1"],
-              "epochs": cfg.epochs})
+                best = {"top1": test["top1"], "epoch": epoch + 1}
+            state = _checkpoint(net, optimizer, scheduler, scaler, cfg, recipe, genotype,
+                                network, epoch, final, best, info)
+            if run is not None:  # checkpoints first, then the record describing them
+                run.save_checkpoint(LAST, KIND, state)
+                if is_best:
+                    run.save_checkpoint("best.pt", KIND, state)
+                run.append_metrics(final)
+            barrier(info)
+            emit({"event": "epoch", **final, "best": is_best, "best_top1": best["top1"],
+                  "epochs": cfg.epochs})
+    except KeyboardInterrupt:
+        raise RunInterrupted(out, "train", epoch + 1, _last(out).exists()) from None
 
     total = time.perf_counter() - started
     if run is not None and final:
@@ -261,27 +266,38 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, resume:
 
 
 def _last(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / "last.pt"
+    return Path(run_dir) / LAST
 
 
-def _resumable(run_dir: str | os.PathLike[str]) -> Path:
-    path = _last(run_dir)
-    if not path.exists():
-        raise CheckpointError(f"{run_dir}: nothing to resume (no last.pt)")
-    return path
+def _restore_records(run: RunDir, ckpt: dict[str, Any]) -> None:
+    """Bring best.pt and metrics.jsonl up to ``ckpt`` (last.pt), which is written first."""
+    epoch = int(ckpt["epoch"])
+    best_saved = run.exists("best.pt") and int(read_checkpoint(run.file("best.pt"))["epoch"])
+    if int(ckpt["best"]["epoch"]) == epoch and best_saved != epoch:
+        run.save_checkpoint("best.pt", KIND, ckpt)
+    if not any(r.get("epoch") == epoch for r in run.read_metrics()):
+        run.append_metrics(ckpt["metrics"])
+
+
+def _saved_config(run_dir: Path) -> dict[str, Any]:
+    """The config a run folder recorded: its checkpoint's, else its config.json's (a run
+    killed before its first checkpoint)."""
+    if _last(run_dir).exists():
+        return dict(read_checkpoint(_last(run_dir))["config"])
+    if not (run_dir / "config.json").exists():
+        raise CheckpointError(f"{run_dir}: nothing to resume (no {LAST} or config.json)")
+    doc = RunDir(run_dir).read_config()
+    if doc.get("command") != "train" or not isinstance(doc.get("config"), dict):
+        raise CheckpointError(f"{run_dir}/config.json is not a nasctl training config")
+    return dict(doc["config"])
 
 
 def _prepare_resume(out: Path, cfg: TrainConfig,
                     genotype: Genotype | str | None) -> dict[str, Any]:
-    path = _resumable(out)
+    path = _last(out)
     ckpt = read_checkpoint(path)
     saved = config_from_dict(ckpt["config"])
-    changed = [k for k, v in cfg.to_dict().items()
-               if k not in RUNTIME_FIELDS and getattr(saved, k) != v]
-    if changed:
-        raise NasctlError(
-            f"--resume continues the saved run and cannot change {', '.join(changed)}"
-        )
+    refuse_changes(resume_changes(saved, cfg.to_dict(), RUNTIME_FIELDS))
     if genotype is not None:
         given = load_genotype(genotype) if isinstance(genotype, str) else genotype
         if given.content_hash() != genotype_from_dict(ckpt["genotype"]).content_hash():
@@ -289,21 +305,20 @@ def _prepare_resume(out: Path, cfg: TrainConfig,
     return ckpt
 
 
-def _check_finite(sums: torch.Tensor, info: DistInfo, epoch: int, step: int, out: Path,
-                  start_epoch: int) -> tuple[float, float, float]:
+def _check_finite(sums: torch.Tensor, count: int, info: DistInfo, epoch: int, step: int,
+                  out: Path) -> tuple[float, float, float]:
     """Sum the running metrics over ranks (one sync per log interval) and stop on NaN/inf."""
-    loss_sum, correct, count = all_reduce_sum(sums.clone(), info).tolist()
+    counted = torch.cat([sums, torch.tensor([float(count)], dtype=sums.dtype,
+                                            device=sums.device)])
+    loss_sum, correct, total = all_reduce_sum(counted, info).tolist()
     if not torch.isfinite(torch.tensor(loss_sum)):
-        raise _diverged(out, epoch, start_epoch, f"training loss is {loss_sum} by step {step + 1}")
-    return loss_sum, correct, count
+        raise _diverged(out, epoch, f"training loss is {loss_sum} by step {step + 1}")
+    return loss_sum, correct, total
 
 
-def _diverged(out: Path, epoch: int, start_epoch: int, what: str) -> TrainingDiverged:
-    kept = (f"{_last(out)} keeps epoch {epoch}" if epoch > 0 or start_epoch > 0
-            else "no checkpoint was written yet")
-    return TrainingDiverged(
-        f"training diverged in epoch {epoch + 1}: {what}; {kept} (try a lower lr or grad_clip)"
-    )
+def _diverged(out: Path, epoch: int, what: str) -> TrainingDiverged:
+    return diverged(f"training diverged: {what}", epoch + 1, _last(out),
+                    "a lower lr or grad_clip")
 
 
 def _checkpoint(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -313,16 +328,9 @@ def _checkpoint(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
                 best: dict[str, Any], info: DistInfo) -> dict[str, Any]:
     """The checkpoint dict (see nasctl.train.checkpoint). Collective under DDP."""
     model_state = net.state_dict()
-    rng: list[Any] = [rng_state()]
-    weights = [_weights_digest(model_state)]
-    if info.enabled:
-        rng = [None] * info.world_size
-        weights = [""] * info.world_size
-        dist.all_gather_object(rng, rng_state())
-        dist.all_gather_object(weights, _weights_digest(model_state))
+    rng = gather_objects(rng_state(), info)
+    weights = gather_objects(_weights_digest(model_state), info)
     return {
-        "format": FORMAT,
-        "version": VERSION,
         "model": {k: v.contiguous() for k, v in model_state.items()},
         "genotype": genotype_to_dict(genotype),
         "network": network,
@@ -336,7 +344,7 @@ def _checkpoint(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
         "metrics": metrics,
         "best": best,
         "distributed": {"world_size": info.world_size, "weights_sha256": weights},
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 
@@ -347,12 +355,6 @@ def _weights_digest(state: dict[str, torch.Tensor]) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _versions() -> dict[str, Any]:
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {"nasctl": __version__, "torch": str(torch.__version__),
-            "python": platform.python_version(), "cuda": torch.version.cuda, "cudnn": cudnn}
 
 
 def _run_config(cfg: TrainConfig, recipe: str | None, genotype: Genotype,
@@ -368,5 +370,5 @@ def _run_config(cfg: TrainConfig, recipe: str | None, genotype: Genotype,
         "world_size": info.world_size,
         "device": str(device),
         "resumed_from_epoch": start_epoch or None,
-        "versions": _versions(),
+        "versions": versions(),
     }
