@@ -4,7 +4,7 @@ Default setting (issue §7): batch 32, C=16, 8 cells, 32x32 inputs, CPU. Each
 (method, implementation) runs in a fresh subprocess so its peak RSS
 (resource.getrusage ru_maxrss) is its own.
 
-- ``fast``: what ``nasctl search`` runs (the loop's own ``_arch_step``/``_weight_step``:
+- ``fast``: what ``nasctl search`` runs (the loop's ``SearchStep.arch_step``/``weight_step``:
   shared ReLUs, no ``none`` op, mixture weights folded into BNs, dilated convs on input
   phases, alpha-only gradients in the architecture step, frozen alphas in the weight step,
   channels_last) with ``--recompute off``;
@@ -34,18 +34,19 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     import torch
     import torch.nn.functional as F  # noqa: N812
 
+    from nasctl.distributed import DistInfo
     from nasctl.nets.dilated import DilatedDepthwiseConv2d
     from nasctl.search import SearchConfig
-    from nasctl.search.loop import _Search
+    from nasctl.search.loop import Search
 
     if args.threads:
         torch.set_num_threads(args.threads)
     naive = args.impl == "naive"
-    cfg = SearchConfig(method=args.method, init_channels=args.channels, layers=args.layers,
+    cfg = SearchConfig(method=args.method, channels=args.channels, layers=args.layers,
                        batch_size=args.batch, device="cpu", channels_last=not naive,
                        recompute=args.impl.split("+")[1] if "+" in args.impl else "off",
                        epochs=1)
-    search = _Search(cfg, Path(args.tmp), resume=False, on_event=None)
+    search = Search(cfg, DistInfo(), torch.device("cpu"))
     search.model.impl = "naive" if naive else "fast"
     for m in search.model.modules():
         if isinstance(m, DilatedDepthwiseConv2d):
@@ -54,38 +55,37 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     size = (args.batch, 3, args.size, args.size)
     xa, xw = torch.randn(size, generator=g), torch.randn(size, generator=g)
     ya, yw = (torch.randint(0, 10, (args.batch,), generator=g) for _ in range(2))
-    xa, ya = search._to(xa, ya)
-    xw, yw = search._to(xw, yw)
+    step = search.step
+    xa, ya = step.to(xa, ya)
+    xw, yw = step.to(xw, yw)
     model = search.model
 
     def naive_step() -> None:
         # arch step: forward, full backward (weights get gradients too), Adam step
-        search.a_opt.zero_grad()
+        step.a_opt.zero_grad()
         model.zero_grad()
         loss = F.cross_entropy(model(xa), ya)
         reg = search.method.regularizer(model)
         (loss if reg is None else loss + reg).backward()
-        search.a_opt.step()
+        step.a_opt.step()
         # weight step: forward, full backward (alphas get gradients too), clip, SGD step
-        search.w_opt.zero_grad()
+        step.w_opt.zero_grad()
         model.zero_grad()
         F.cross_entropy(model(xw), yw).backward()
-        torch.nn.utils.clip_grad_norm_(search.weights, 5.0)
-        search.w_opt.step()
+        torch.nn.utils.clip_grad_norm_(step.weights, 5.0)
+        step.w_opt.step()
 
     def fast_step() -> None:
-        search._arch_step(xa, ya, xw, yw)
-        search._weight_step(xw, yw)
-        search.scaler.update()
+        step.step(xa, ya, xw, yw)
 
-    step = naive_step if naive else fast_step
+    run_step = naive_step if naive else fast_step
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for _ in range(args.warmup):
-        step()
+        run_step()
     wall, cpu = [], []
     for _ in range(args.steps):
         t0, c0 = time.perf_counter(), time.process_time()
-        step()
+        run_step()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return {"method": args.method, "impl": args.impl, "wall_s": min(wall),

@@ -27,7 +27,7 @@ CHECKPOINTS = {"search": "checkpoint.pt", "train": "last.pt"}  # what an interru
 # loss push sigmoids past the 0.85 threshold and towards 0 within them; the weight lr 0.025
 # (DARTS's; FairDARTS's 0.005 barely trains in 88 steps) gives the architecture gradient
 # something to read. See the README's main job.
-DIGITS_SEARCH = {"init_channels": 8, "layers": 5, "batch_size": 16, "epochs": 2,
+DIGITS_SEARCH = {"channels": 8, "layers": 5, "batch_size": 16, "epochs": 2,
                  "lr": 0.025, "arch_lr": 0.1}
 
 
@@ -62,7 +62,10 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
         if (folder / "report.json").exists():
             emit({"event": "stage", "stage": stage, "state": "skipped (complete)"})
             continue
-        interrupted = stage in CHECKPOINTS and (folder / CHECKPOINTS[stage]).exists()
+        # a stage that recorded its config was started: continue it (from its checkpoint,
+        # or from the start when it died before writing one)
+        interrupted = stage in CHECKPOINTS and any(
+            (folder / name).exists() for name in (CHECKPOINTS[stage], "config.json"))
         emit({"event": "stage", "stage": stage,
               "state": "resuming" if interrupted else "running"})
         start = time.perf_counter()
@@ -75,7 +78,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
 
 
 def _search(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
-    from nasctl.search.loop import SearchConfig, run_search
+    from nasctl.search import SearchConfig, run_search
 
     settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
     settings.update(config.search)

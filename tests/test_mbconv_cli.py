@@ -39,4 +39,4 @@ def test_mbconv_search_then_validate_train_export(tmp_path: Path) -> None:
 
 def test_unknown_space_is_refused() -> None:
     proc = nasctl("search", "--space", "hexagon", "--out", "/tmp/never")
-    assert proc.returncode == 2 and "unknown --space" in proc.stderr
+    assert proc.returncode == 2 and "space must be one of cell, mbconv" in proc.stderr

@@ -16,7 +16,6 @@ from nasctl.nets import build_network
 from nasctl.nets.counting import count_macs
 from nasctl.nets.mbconv import ChainLayout, chain_macs
 from nasctl.search.mbconv import MacBudget, MBConvSupernet
-from nasctl.search.mbconv_search import MBConvSearchConfig, search_mbconv
 from nasctl.search.methods import get_method
 
 # 5 searchable layers: 8->8 s2, 8->8, 8->16 s2, 16->16, 16->24 (skip allowed at 1 and 3)
@@ -93,26 +92,46 @@ def test_discretization_keeps_the_strongest_choice_and_skip_where_it_wins() -> N
     assert layers[2] == "mbconv_k3_e3"  # all equal: the first candidate
 
 
-def test_two_step_search_writes_a_chain_that_validate_and_build_accept(tmp_path: Path) -> None:
-    cfg = MBConvSearchConfig(layout=TINY, epochs=1, batch_size=8, steps_per_epoch=2,
-                             macs_target=2e6, macs_resolution=32, macs_classes=10,
-                             device="cpu")
+def test_the_shared_loop_searches_the_chain(tmp_path: Path) -> None:
+    from nasctl.search import SearchConfig, run_search
+
+    cfg = SearchConfig(space="mbconv", width_mult=0.25, epochs=1, batch_size=8,
+                       steps_per_epoch=2, macs_target=20.0, macs_resolution=32,
+                       macs_classes=10, device="cpu", method_options={"w01": 5.0})
     events: list[dict] = []
-    result = search_mbconv(cfg, tmp_path / "run", events.append)
-    kinds = [e["event"] for e in events]
-    assert kinds == ["start", "step", "step", "epoch", "done"]
-    assert {"weight_loss", "arch_loss"} <= set(events[1]) and "arch_acc" in events[3]
-    assert "MACs against the 2.0M target" in result.notes[0]
+    result = run_search(cfg, tmp_path / "run", on_event=events.append)
+    kinds = [e["event"] for e in events if e["event"] != "warning"]
+    assert kinds == ["start", "step", "epoch", "done"]
+    assert {"weight_loss", "arch_loss"} <= set(events[1]) and "arch_acc" in events[-2]
+    assert any("MACs against the 20.0M target" in note for note in result.notes)
     genotype = read_genotype(tmp_path / "run" / "genotype.json")
     assert genotype.search_space == "mbconv-chain"
     assert genotype.provenance["method"] == "fairdarts"
+    rule = genotype.provenance["discretization"]
+    assert rule["threshold"] == 0.85 and rule["w01"] == 5.0  # the method's rule and options
+    assert "reaching the threshold" in rule["rule"]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["macs"] == result.macs == chain_macs(genotype.cells["chain"], 32, 10)
-    assert report["macs_vs_target"] == result.macs / 2e6
-    assert len(report["weights"]) == 5
+    assert report["macs"] == result.report["macs"] == chain_macs(genotype.cells["chain"], 32, 10)
+    assert report["macs_vs_target"] == report["macs"] / 20e6
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["method_options"]["w01"] == 5.0 and config["space"] == "mbconv"
     net = build_network(genotype, dataset="digits")
-    assert count_macs(net, 32).convfc == result.macs
+    assert count_macs(net, 32).convfc == report["macs"]
     out = CliRunner().invoke(app, ["validate", str(tmp_path / "run" / "genotype.json"),
                                    "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)[0]["macs"] == result.macs
+    assert json.loads(out.stdout)[0]["macs"] == report["macs"]
+
+
+def test_fairdarts_chain_rule_keeps_the_strongest_candidate_at_the_threshold() -> None:
+    method = get_method("fairdarts", threshold=0.8)
+    net = _net()
+    with torch.no_grad():
+        for alpha in net.alphas:
+            alpha.fill_(-3.0)  # sigmoid 0.05: below the threshold everywhere
+        net.alphas[0][2] = 3.0  # sigmoid 0.95: mbconv_k5_e3 reaches it
+        net.alphas[0][4] = 2.0  # 0.88: reaches it too, but weaker
+    choice = method.discretizer("mbconv")(net, None)
+    assert choice.ops[0] == net.choices[0][2]
+    assert choice.fallback_layers == [1, 2, 3, 4]  # nothing reached it there
+    assert "4 of 5 layers" in choice.notes[0]

@@ -305,7 +305,7 @@ def test_idarts_refuses_unknown_option_values(option: str, flag: str) -> None:
 
 
 def test_idarts_options_through_the_cli(tmp_path: Path) -> None:
-    tiny = ["search", "--method", "idarts", "--dataset", "digits", "--init-channels", "4",
+    tiny = ["search", "--method", "idarts", "--dataset", "digits", "-C", "4",
             "--layers", "3", "--batch-size", "8", "--steps-per-epoch", "1", "--epochs", "1",
             "--probe-batches", "1", "--device", "cpu", "--json"]
     chosen = {"decorrelate_over": "edge", "similarity": "inner", "node_output": "post-norm"}
@@ -313,7 +313,7 @@ def test_idarts_options_through_the_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*tiny, "--decorrelate-over", "edge", "--similarity",
                                       "inner", "--node-output", "post-norm", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
     assert config["method_options"].items() >= chosen.items()
     assert read_genotype(out / "genotype.json").provenance["discretization"].items() \
         >= chosen.items()

@@ -1,29 +1,35 @@
-"""The search loop end to end on tiny digits searches: every method through the CLI,
-kill-and-resume reproducibility, divergence handling and a 2-process gloo run."""
+"""The one search loop end to end on tiny digits searches: every method through the CLI,
+kill-and-resume at every write point, the resume rule, locks, Ctrl-C, divergence handling
+and a 2-process gloo run."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from cli import assert_refused, nasctl
 from typer.testing import CliRunner
 
 from nasctl.cli import app
+from nasctl.distributed import DistInfo
 from nasctl.errors import TrainingDiverged
 from nasctl.genotypes import read_genotype
 from nasctl.nets import build_network
-from nasctl.runs import load_checkpoint
+from nasctl.runs import RunDir, load_checkpoint, open_run
 from nasctl.search import SearchConfig
-from nasctl.search.loop import _Search
+from nasctl.search.loop import CHECKPOINT, Search
 
-TINY = ["--dataset", "digits", "--init-channels", "4", "--layers", "3", "--batch-size", "8",
+TINY = ["--dataset", "digits", "-C", "4", "--layers", "3", "--batch-size", "8",
         "--steps-per-epoch", "2", "--device", "cpu"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+FAULTS = Path(__file__).parent / "faults.py"
 
 
 @pytest.mark.parametrize("method_args", [["--method", "fairdarts"],
@@ -36,6 +42,7 @@ def test_search_cli_writes_a_buildable_genotype(tmp_path: Path, method_args: lis
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["epochs"] == 2 and Path(summary["files"]["genotype"]).exists()
+    assert set(summary["cells"]) == {"normal", "reduce"}
     g = read_genotype(out / "genotype.json")
     assert g.provenance["method"] == method_args[1] and g.provenance["epochs"] == 2
     assert "discretization" in g.provenance
@@ -49,92 +56,161 @@ def test_search_cli_writes_a_buildable_genotype(tmp_path: Path, method_args: lis
     history = json.loads((out / "arch_history.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert history[0]["normal"] != history[-1]["normal"]  # the alphas moved
-    assert json.loads((out / "config.json").read_text())["method"] == method_args[1]
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"] == "search" and config["config"]["method"] == method_args[1]
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    assert (ckpt["format"], ckpt["version"], ckpt["kind"]) == ("nasctl-checkpoint", 1, "search")
+    assert not (out / ".lock").exists()
 
 
-def _search(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "nasctl", "search", "--method", "fairdarts", *TINY,
-           "--epochs", "2", "--deterministic", "--seed", "3", "--out", str(out), "--json",
-           *extra]
+def _faulty(out: Path, kill_at: int, count: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(FAULTS), str(kill_at), str(count), "--", "search", *args,
+           "--out", str(out), "--json"]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
 
 
-def test_killed_search_resumes_to_the_same_result(tmp_path: Path) -> None:
-    ref = _search(tmp_path / "ref")
-    assert ref.returncode == 0, ref.stderr
-    killed = _search(tmp_path / "cut", "--kill-after-steps", "3")  # dies in epoch 2
-    assert killed.returncode == -9
-    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
-    resumed = _search(tmp_path / "cut", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    a = read_genotype(tmp_path / "ref" / "genotype.json")
-    b = read_genotype(tmp_path / "cut" / "genotype.json")
-    assert a.content_hash() == b.content_hash()
-    sa = load_checkpoint(tmp_path / "ref" / "checkpoint.pt")["model"]
-    sb = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]
+BASE = ["--method", "fairdarts", *TINY]
+SEARCH = [*BASE, "--epochs", "2", "--deterministic", "--seed", "3"]
+
+
+def _same_run(a: Path, b: Path) -> None:
+    assert (read_genotype(a / "genotype.json").content_hash()
+            == read_genotype(b / "genotype.json").content_hash())
+    sa, sb = (load_checkpoint(p / CHECKPOINT)["model"] for p in (a, b))
     assert sa.keys() == sb.keys()
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
-    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    lines = (b / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-    again = _search(tmp_path / "cut")  # a finished folder is not silently overwritten
-    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_a_search_killed_at_every_write_point_resumes_to_the_same_result(
+        tmp_path: Path) -> None:
+    count = tmp_path / "writes"
+    ref = _faulty(tmp_path / "ref", 0, count, *SEARCH)
+    assert ref.returncode == 0, ref.stderr
+    writes = int(count.read_text())
+    assert writes >= 8  # config, 2 x (checkpoint, arch_history, metrics), genotype, report
+    for kill_at in range(1, writes + 1):
+        out = tmp_path / f"cut{kill_at}"
+        killed = _faulty(out, kill_at, count, *SEARCH)
+        assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
+        if not (out / "config.json").exists():  # died before recording anything
+            assert_refused(nasctl("search", "--resume", "--out", str(out)), "nothing to resume")
+            rerun = _faulty(out, 0, count, *SEARCH)  # the folder is free for a fresh run
+            assert rerun.returncode == 0, rerun.stderr
+        else:  # --resume needs no other flags: the folder holds the settings
+            resumed = _faulty(out, 0, count, "--resume")
+            assert resumed.returncode == 0, (kill_at, resumed.stderr)
+        _same_run(tmp_path / "ref", out)
+    again = nasctl("search", *SEARCH, "--out", str(tmp_path / "ref"))
+    assert_refused(again, "--resume")  # a finished folder is not silently overwritten
+
+
+def test_resume_refuses_changed_settings_and_accepts_runtime_ones(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = nasctl("search", *BASE, "--epochs", "1", "--out", str(out), "--json")
+    assert first.returncode == 0, first.stderr
+    assert_refused(nasctl("search", "--resume", "--out", str(out), "--lr", "0.1"),
+                   "cannot change", "lr=0.1", "saved 0.005")
+    assert_refused(nasctl("search", "--resume", "--out", str(out), "--w01", "3"),
+                   "cannot change", "w01=3.0")
+    same = nasctl("search", "--resume", "--out", str(out), "--device", "cpu",
+                  "--no-channels-last", "--json")  # runtime settings may change
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["epochs"] == 1
+
+
+def test_a_locked_run_folder_is_refused_and_a_failed_run_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "busy"
+    holder = RunDir(out)
+    holder.lock()  # as a running nasctl holds it
+    try:
+        assert_refused(nasctl("search", *SEARCH, "--out", str(out)), "in use", str(os.getpid()))
+    finally:
+        holder.unlock()
+    fresh = tmp_path / "fresh"
+    failed = nasctl("search", *BASE, "--epochs", "1", "--dataset", "cifar10", "--data-dir",
+                    str(tmp_path / "no-cifar"), "--out", str(fresh))
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert not fresh.exists()  # the run removed the folder it created
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "nasctl", "search", *BASE,
+                             "--epochs", "50", "--out", str(out), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 300
+    while not (out / CHECKPOINT).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"nasctl search --resume --out {out}" in lines[0], stderr
+    resumed = nasctl("search", "--resume", "--out", str(out), "--json")
+    assert resumed.returncode == 0, resumed.stderr
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
-    config = SearchConfig(method="darts", init_channels=4, layers=3, batch_size=8,
+    config = SearchConfig(method="darts", channels=4, layers=3, batch_size=8,
                           steps_per_epoch=2, epochs=3, device="cpu")
-    search = _Search(config, tmp_path, resume=False, on_event=None)
+    search = Search(config, DistInfo(), torch.device("cpu"))
 
     def poison(event: dict[str, object]) -> None:
         if event["event"] == "epoch" and event["epoch"] == 1:
             with torch.no_grad():
                 search.model.classifier.weight.fill_(float("nan"))
 
-    search.on_event = poison
-    with pytest.raises(TrainingDiverged, match="loss became nan.*checkpoint.pt"):
-        search.run()
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    with pytest.raises(TrainingDiverged, match="loss became nan.*checkpoint.pt"), \
+            open_run(tmp_path, False, CHECKPOINT, "search") as run:
+        search.run(run, tmp_path, poison)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 DDP_SCRIPT = """
-import json, sys
+import json, os, sys
 import torch
 from nasctl.search import SearchConfig, run_search
 torch.set_num_threads(1)
-out = sys.argv[1]
-cfg = SearchConfig(method="fairdarts", init_channels=4, layers=3, batch_size=8,
-                   steps_per_epoch=2, epochs=1, device="cpu")
+out, space = sys.argv[1], sys.argv[2]
+size = {"channels": 4, "layers": 3} if space == "cell" else {"width_mult": 0.25}
+cfg = SearchConfig(method="fairdarts", space=space, batch_size=8, steps_per_epoch=2, epochs=1,
+                   device="cpu", **size)
 result = run_search(cfg, out)
-rank = int(__import__("os").environ["RANK"])
-json.dump(result.alphas, open(f"{out}/alphas_rank{rank}.json", "w"))
+json.dump(result.alphas, open(f"{out}/alphas_rank{os.environ['RANK']}.json", "w"))
 """
 
 
-def test_two_process_search_keeps_arch_weights_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("space", ["cell", "mbconv"])
+def test_two_process_search_keeps_arch_weights_identical(tmp_path: Path, space: str) -> None:
     script = tmp_path / "ddp_search.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", "2", str(script), str(out)],
+                           "--nproc-per-node", "2", str(script), str(out), space],
                           capture_output=True, text=True, env=ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a0 = json.loads((out / "alphas_rank0.json").read_text())
     a1 = json.loads((out / "alphas_rank1.json").read_text())
     assert a0 == a1
-    assert any(abs(w) > 1e-6 for row in a0["normal"] for w in row)  # they were trained
+    flat = [w for alpha in a0 for w in (alpha if isinstance(alpha[0], float)
+                                        else [v for row in alpha for v in row])]
+    assert any(abs(w) > 1e-6 for w in flat)  # they were trained
     assert (out / "genotype.json").exists()
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
 
 
 def test_search_augmentation_is_recorded(tmp_path: Path) -> None:
-    from nasctl.search import SearchConfig, get_method, run_search
+    from nasctl.search import get_method, run_search
 
     method = get_method("fairdarts")
     assert SearchConfig(dataset="cifar10").resolved(method).augment is True  # official
     assert SearchConfig(dataset="digits").resolved(method).augment is False
-    cfg = SearchConfig(method="fairdarts", init_channels=4, layers=3, batch_size=8,
+    cfg = SearchConfig(method="fairdarts", channels=4, layers=3, batch_size=8,
                        steps_per_epoch=1, epochs=1, device="cpu", augment=True)
     run_search(cfg, tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["augment"] is True
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["augment"] is True

@@ -4,14 +4,18 @@ architecture gradient, top-2 edges per node by their strongest non-``none`` op."
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nasctl.genotypes.spaces import DARTS_OPS
 from nasctl.search.discretize import choose_with_fallback, top_edges
 from nasctl.search.methods import Discretized, Hyper, SearchMethod, register
+from nasctl.search.space import Discretizer
 from nasctl.search.supernet import SearchNetwork
+
+if TYPE_CHECKING:
+    from nasctl.search.step import SearchStep
 
 DARTS_HYPER = Hyper(lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                     arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
@@ -35,6 +39,18 @@ class Darts(SearchMethod):
 
     def __init__(self, unrolled: bool = False) -> None:
         self.unrolled = unrolled
+
+    def arch_gradients(self, step: SearchStep, xw: torch.Tensor, yw: torch.Tensor,
+                       xa: torch.Tensor, ya: torch.Tensor
+                       ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None:
+        if not self.unrolled:
+            return None
+        from nasctl.search.unrolled import unrolled_arch_grads
+
+        return unrolled_arch_grads(step, xw, yw, xa, ya)
+
+    def discretizer(self, space: str) -> Discretizer | None:
+        return self.discretize if space == "cell" else None
 
     def activation(self, alpha: torch.Tensor) -> torch.Tensor:
         return torch.softmax(alpha, dim=-1)

@@ -4,7 +4,7 @@ pushes them to 0 or 1, and threshold discretization."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -12,7 +12,11 @@ from nasctl.errors import NasctlError
 from nasctl.genotypes.spaces import FAIRDARTS_OPS
 from nasctl.search.discretize import choose_with_fallback, edge_threshold, sparse_threshold
 from nasctl.search.methods import Discretized, Hyper, SearchMethod, register
+from nasctl.search.space import Discretizer, Supernet
 from nasctl.search.supernet import SearchNetwork
+
+if TYPE_CHECKING:
+    from nasctl.search.mbconv import ChainChoice, MBConvSupernet
 
 
 @register
@@ -43,7 +47,7 @@ class FairDarts(SearchMethod):
     def activation(self, alpha: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(alpha)
 
-    def regularizer(self, model: SearchNetwork) -> torch.Tensor | None:
+    def regularizer(self, model: Supernet) -> torch.Tensor | None:
         """Zero-one loss: -(1/N) sum (sigma - 0.5)^2 (or |sigma - 0.5|) over both cells."""
         if self.w01 == 0:
             return None
@@ -68,6 +72,29 @@ class FairDarts(SearchMethod):
                              "the strongest op per node instead")
             choices.append(choice)
         return Discretized(choices[0], choices[1], self.options(), notes)
+
+    def discretize_chain(self, model: MBConvSupernet, probe: Any = None) -> ChainChoice:
+        """Per layer, the strongest candidate whose sigmoid reaches the threshold; where
+        none does, the strongest candidate (a fallback, named in the notes)."""
+        from nasctl.search.mbconv import ChainChoice
+
+        ops, fallback = [], []
+        with torch.no_grad():
+            for i, (choices, w) in enumerate(zip(model.choices, model.arch_weights(),
+                                                 strict=True)):
+                best = int(torch.argmax(w))
+                if float(w[best]) < self.threshold:
+                    fallback.append(i)
+                ops.append(choices[best])
+        notes = [] if not fallback else [
+            f"{len(fallback)} of {len(ops)} layers had no candidate with sigmoid >= "
+            f"{self.threshold}; kept their strongest candidate instead"]
+        settings = {"rule": "strongest candidate per layer reaching the threshold",
+                    **self.options()}
+        return ChainChoice(ops, settings, notes, fallback)
+
+    def discretizer(self, space: str) -> Discretizer | None:
+        return {"cell": self.discretize, "mbconv": self.discretize_chain}.get(space)
 
     def options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"w01": self.w01, "loss01": self.loss01,

@@ -15,6 +15,7 @@ from nasctl.genotypes.spaces import DARTS_OPS
 from nasctl.search.darts import DARTS_HYPER
 from nasctl.search.discretize import choose_with_fallback, top_edges
 from nasctl.search.methods import Discretized, SearchMethod, register
+from nasctl.search.space import Discretizer
 from nasctl.search.supernet import NodeNorm, SearchNetwork
 
 Decorrelation = Literal["lstsq", "gram-schmidt", "none"]
@@ -182,6 +183,9 @@ class IDarts(SearchMethod):
             edges = top_edges(scores, model.ops, model.num_nodes, k=2)
             choices.append(choose_with_fallback(edges, scores, model.ops, model.num_nodes))
         return Discretized(choices[0], choices[1], self.options())
+
+    def discretizer(self, space: str) -> Discretizer | None:
+        return self.discretize if space == "cell" else None
 
     def options(self) -> dict[str, Any]:
         return {"node_norm": self.node_norm, "decorrelation": self.decorrelation,

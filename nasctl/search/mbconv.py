@@ -8,7 +8,9 @@ the shape is kept) or ``skip`` (the identity, only where the shape is kept). ``w
 from the method's activation of the layer's alphas (sigmoid for FairDARTS, softmax for
 DARTS); FairDARTS's zero-one loss works unchanged on :meth:`arch_parameters`.
 
-Discretization keeps each layer's strongest candidate (skip where skip wins). A MAC budget
+The default discretization keeps each layer's strongest candidate (skip where skip wins);
+a method may bring its own rule (FairDARTS: the strongest candidate whose sigmoid reaches
+the threshold). Registered as the ``mbconv`` space of the one search loop. A MAC budget
 adds ``weight * (E[MACs] / target - 1)^2``, where ``E[MACs]`` is the fixed layers' MACs plus,
 per layer, each candidate's MACs weighted by its normalized weight ``w_c / sum(w)``.
 """
@@ -16,22 +18,31 @@ per layer, each candidate's MACs weighted by its normalized weight ``w_c / sum(w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nasctl.genotypes import Genotype
-from nasctl.genotypes.chain import SKIP, mbconv_op, parse_op
+from nasctl.genotypes.chain import CHAIN_CELL, SKIP, mbconv_op, parse_op
 from nasctl.nets.mbconv import (
+    PROXYLESS_S2,
     ChainLayout,
     LayerSlot,
     MBConvBlock,
     chain_genotype,
+    chain_macs,
     conv_bn,
     mbconv_macs,
+    scaled,
     searchable_slots,
 )
+from nasctl.search.space import Discretizer, SearchSpace, register
+
+if TYPE_CHECKING:
+    from nasctl.search.config import SearchConfig
+    from nasctl.search.methods import SearchMethod
 
 SEARCH_KERNELS: tuple[int, ...] = (3, 5, 7)
 SEARCH_EXPANSIONS: tuple[int, ...] = (3, 6)
@@ -170,3 +181,80 @@ class MBConvSupernet(nn.Module):
     def discretize(self, name: str | None = None,
                    provenance: dict[str, object] | None = None) -> Genotype:
         return chain_genotype(self.layout, self.strongest_ops(), name, provenance)
+
+
+LAYOUTS: dict[str, ChainLayout] = {"proxyless-s2": PROXYLESS_S2}
+
+
+@dataclass
+class ChainChoice:
+    """One candidate per searchable layer; ``fallback_layers`` are the layers where the
+    rule kept nothing and the strongest candidate was taken instead."""
+
+    ops: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    fallback_layers: list[int] = field(default_factory=list)
+
+
+def strongest_rule(model: MBConvSupernet, _probe: Any = None) -> ChainChoice:
+    return ChainChoice(model.strongest_ops(), {"rule": "strongest candidate per layer"})
+
+
+@register
+class MBConvSpace(SearchSpace):
+    name = "mbconv"
+    help = "FairDARTS's MobileNetV2-like chain"
+
+    def problems(self, cfg: SearchConfig) -> list[str]:
+        if cfg.layout not in LAYOUTS:
+            return [f"unknown layout {cfg.layout!r} (known: {', '.join(LAYOUTS)})"]
+        return []
+
+    def build(self, cfg: SearchConfig, method: SearchMethod, num_classes: int,
+              device: torch.device) -> MBConvSupernet:
+        layout = scaled(LAYOUTS[cfg.layout], cfg.width_mult)
+        return MBConvSupernet(layout, method.activation, num_classes,
+                              alpha_init=method.alpha_init)
+
+    def arch_record(self, model: MBConvSupernet) -> dict[str, Any]:
+        return {"layers": [w.detach().cpu().tolist() for w in model.arch_weights()]}
+
+    def labels(self, model: MBConvSupernet) -> dict[str, Any]:
+        return {"choices": model.choices}
+
+    def extra_arch_loss(self, model: MBConvSupernet, cfg: SearchConfig) -> torch.Tensor | None:
+        if cfg.macs_target is None:
+            return None
+        return model.macs_penalty(MacBudget(cfg.macs_target * 1e6, cfg.macs_weight,
+                                            cfg.macs_resolution, cfg.macs_classes))
+
+    def default_discretizer(self, method: SearchMethod) -> Discretizer:
+        return strongest_rule
+
+    def fallback(self, choice: ChainChoice) -> list[str]:
+        return [f"layer {i + 1}" for i in choice.fallback_layers]
+
+    def choice_doc(self, choice: ChainChoice) -> list[str]:
+        return list(choice.ops)
+
+    def genotype(self, model: MBConvSupernet, choice: ChainChoice, cfg: SearchConfig,
+                 name: str, provenance: dict[str, Any]) -> Genotype:
+        provenance = {**provenance, "space": "mbconv", "width_mult": cfg.width_mult,
+                      "layout": cfg.layout}
+        return chain_genotype(model.layout, choice.ops, name, provenance)
+
+    def describe(self, genotype: Genotype) -> dict[str, Any]:
+        chain = genotype.cells[CHAIN_CELL]
+        return {"layers": [str(chain.nodes[n].get("op")) for n in sorted(chain.nodes)]}
+
+    def summary(self, genotype: Genotype, cfg: SearchConfig) -> tuple[dict[str, Any], list[str]]:
+        macs = chain_macs(genotype.cells[CHAIN_CELL], cfg.macs_resolution, cfg.macs_classes)
+        target = None if cfg.macs_target is None else cfg.macs_target * 1e6
+        fields = {"macs": macs, "macs_resolution": cfg.macs_resolution,
+                  "macs_classes": cfg.macs_classes, "macs_target": target,
+                  "macs_vs_target": None if target is None else macs / target}
+        notes = [] if target is None else [
+            f"found architecture: {macs / 1e6:.1f}M MACs against the {cfg.macs_target:.1f}M "
+            f"target ({cfg.macs_resolution}x{cfg.macs_resolution}, {cfg.macs_classes} classes)"]
+        return fields, notes

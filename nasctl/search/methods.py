@@ -1,13 +1,15 @@
 """The search-method interface and its registry (``--method``).
 
 A method is one small module: how alphas become mixture weights (activation), an optional
-architecture regulariser, in-network hooks (node normalization) and a discretiser. Adding
-a method is one file plus one line in :data:`METHODS`.
+architecture regulariser, in-network hooks (node normalization), optionally its own
+architecture-gradient rule (DARTS's second-order step), and a discretization rule per
+search space it knows (other spaces use the space's default rule). Adding a method is one
+file plus the :func:`register` decorator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,7 +19,9 @@ from nasctl.errors import NasctlError
 
 if TYPE_CHECKING:
     from nasctl.search.discretize import CellChoice
-    from nasctl.search.supernet import NodeNorm, SearchNetwork
+    from nasctl.search.space import Discretizer, Supernet
+    from nasctl.search.step import SearchStep
+    from nasctl.search.supernet import NodeNorm
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Hyper:
 
 @dataclass
 class Discretized:
+    """A discretization of the cell space: one choice per cell."""
+
     normal: CellChoice
     reduce: CellChoice
     settings: dict[str, Any] = field(default_factory=dict)
@@ -52,7 +58,6 @@ class SearchMethod:
     hyper: ClassVar[Hyper]
     alpha_init: ClassVar[float] = 1e-3
     needs_probe: ClassVar[bool] = False  # the discretiser reads op outputs on held-out data
-    unrolled: bool = False  # second-order (DARTS unrolled) architecture gradient
 
     @property
     def node_norm(self) -> NodeNorm:
@@ -61,14 +66,22 @@ class SearchMethod:
     def activation(self, alpha: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def regularizer(self, model: SearchNetwork) -> torch.Tensor | None:
-        """Extra architecture loss (None: plain cross-entropy)."""
+    def regularizer(self, model: Supernet) -> torch.Tensor | None:
+        """Extra architecture loss on the supernet's ``arch_parameters()`` (None: plain
+        cross-entropy)."""
         return None
 
-    def discretize(self, model: SearchNetwork,
-                   probe: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None
-                   ) -> Discretized:
-        raise NotImplementedError
+    def arch_gradients(self, step: SearchStep, xw: torch.Tensor, yw: torch.Tensor,
+                       xa: torch.Tensor, ya: torch.Tensor
+                       ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None:
+        """``(alpha gradients, architecture loss, correct)`` when the method has its own
+        rule; None: the first-order gradient of the architecture loss."""
+        return None
+
+    def discretizer(self, space: str) -> Discretizer | None:
+        """This method's discretization rule for the search space named ``space``; None
+        where the space's default rule applies."""
+        return None
 
     def options(self) -> dict[str, Any]:
         """The method's settings, for config.json and the genotype's provenance."""
