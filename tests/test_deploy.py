@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +215,44 @@ def test_cli_bench_an_onnx_file(tiny_onnx: str) -> None:
     assert by_name["torch"]["status"] == "unavailable"  # an ONNX file has no torch model
     assert by_name["trt"]["status"] == "unavailable"
     assert doc["host"]["cpu"] and doc["host"]["versions"]["torch"]
+
+
+def _narrow(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI off a terminal (a pipe, as in a log or CI) with 80 columns."""
+    return subprocess.run([sys.executable, "-m", "nasctl", *args], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "COLUMNS": "80"})
+
+
+def _table_rows(stdout: str) -> dict[str, list[str]]:
+    """First cell -> the lines of the table that start with a runtime name."""
+    rows: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        first = line.split(" ", 1)[0]
+        if first in ("torch", "ort", "ort-cuda", "ort-trt", "trt"):
+            rows.setdefault(first, []).append(line)
+    return rows
+
+
+def test_cli_export_fits_80_columns_and_reports_each_stage_off_a_terminal(
+        tmp_path: Path) -> None:
+    proc = _narrow("export", "DARTS_V2", "-C", "4", "--layers", "3", "--exporter",
+                   "torchscript", "--runtimes", "torch,ort,ort-cuda,ort-trt", "--samples", "4",
+                   "--latency-runs", "2", "--threads", "1", "--out", str(tmp_path / "e"))
+    assert proc.returncode == 0, proc.stderr
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout
+    rows = _table_rows(proc.stdout)
+    assert set(rows) == {"torch", "ort", "ort-cuda", "ort-trt"}, proc.stdout
+    assert all(len(lines) == 1 for lines in rows.values()), proc.stdout  # no wrapped rows
+    assert "n/a ort-trt: " in proc.stdout and "all checks passed" in proc.stdout
+    stages = [line.split("] ", 1)[1] for line in proc.stderr.splitlines()]
+    assert stages == ["parity inputs", "export onnx", "runtime torch fp32", "runtime ort fp32",
+                      "runtime ort-cuda fp32", "runtime ort-trt fp32", "counting"], proc.stderr
+
+
+def test_cli_bench_fits_80_columns(tiny_onnx: str) -> None:
+    proc = _narrow("bench", tiny_onnx, "--backend", "ort,ort-cuda,ort-trt", "--runs", "2",
+                   "--warmup", "0", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout
+    assert set(_table_rows(proc.stdout)) == {"ort", "ort-cuda", "ort-trt"}, proc.stdout
+    assert "timing ort fp32 at batch 1" in proc.stderr

@@ -93,24 +93,48 @@ def test_bench_runs_a_given_int8_file_at_its_precision(exported: tuple[Path, dic
     assert row["settings"]["graph_optimization_level"] == "ORT_ENABLE_BASIC"
 
 
-def test_bench_refusals(exported: tuple[Path, dict], tmp_path: Path) -> None:
-    onnx_file = str(exported[0] / "model.onnx")
-    assert_refused(nasctl("bench", onnx_file, "--batch", "1,8"), "--dynamic-batch")
-    assert_refused(nasctl("bench", onnx_file, "--backend", "trt"), "nothing could be measured")
+BENCH_REFUSALS = {
+    "static batch": (["--batch", "1,8"], "--dynamic-batch"),
+    "nothing measurable": (["--backend", "trt"], "nothing could be measured"),
+    "zero runs": (["--runs", "0"], "--runs must be at least 1"),
+    "negative warm-up": (["--warmup", "-1"], "--warmup must be at least 0"),
+    "zero batch": (["--batch", "0"], "--batch sizes must be at least 1"),
+    "batch not a number": (["--batch", "1,x"], "--batch must be comma-separated integers"),
+    "unknown runtime": (["--backend", "ort,tpu"], "unknown runtime(s) tpu"),
+}
+
+
+@pytest.mark.parametrize("case", BENCH_REFUSALS)
+def test_bench_refusals(case: str, exported: tuple[Path, dict]) -> None:
+    args, needle = BENCH_REFUSALS[case]
+    assert_refused(nasctl("bench", str(exported[0] / "model.onnx"), *args), needle)
+
+
+def test_bench_refuses_a_garbage_onnx_file(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07not an onnx model at all" * 50)
     assert_refused(nasctl("bench", str(garbage)), str(garbage), "not a valid ONNX file")
-    assert_refused(nasctl("bench", onnx_file, "--runs", "0"), "--runs must be at least 1")
 
 
-def test_export_refusals(tmp_path: Path) -> None:
-    out = str(tmp_path / "e")
-    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--precision", "fp8"), "fp8")
-    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--no-onnx"), "--no-onnx")
-    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--latency-runs", "0"),
-                   "--latency-runs")
-    assert_refused(nasctl("export", "DARTS_V2", "-o", out, "--calib-method", "bogus"),
-                   "--calib-method")
+EXPORT_REFUSALS = {
+    "unknown precision": (["--precision", "fp8"], "fp8"),
+    "no ONNX": (["--no-onnx"], "--no-onnx leaves nothing to export"),
+    "zero latency runs": (["--latency-runs", "0"], "--latency-runs must be at least 1"),
+    "negative latency runs": (["--latency-runs", "-3"], "--latency-runs must be at least 1"),
+    "zero samples": (["--samples", "0"], "--samples must be at least 1"),
+    "zero calibration images": (["--calib-images", "0"], "--calib-images must be at least 1"),
+    "unknown calibration": (["--calib-method", "bogus"], "--calib-method"),
+    "unknown exporter": (["--exporter", "onnxscript"], "--exporter must be"),
+    "unknown runtime": (["--runtimes", "ort,tpu"], "unknown runtime(s) tpu"),
+}
+
+
+@pytest.mark.parametrize("case", EXPORT_REFUSALS)
+def test_export_refusals(case: str, tmp_path: Path) -> None:
+    args, needle = EXPORT_REFUSALS[case]
+    out = tmp_path / "e"
+    assert_refused(nasctl("export", "DARTS_V2", "-o", str(out), *args), needle)
+    assert not out.exists()
 
 
 def test_precisions_and_runtime_declarations() -> None:

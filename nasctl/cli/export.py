@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -64,16 +64,31 @@ def _at_least(minimum: int, **values: int) -> None:
 
 @contextlib.contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
-    """A spinner on stderr (stdout stays for the table or the JSON document)."""
+    """Progress on stderr (stdout stays for the table or the JSON document): a spinner on
+    a terminal; off one (a log, CI) a line per stage after loading, so minutes of work
+    are not silent and a refusal while loading stays the only line."""
+    def text(event: dict[str, Any]) -> str:
+        if event.get("event") == "bench":
+            return f"timing {event['runtime']} {event['precision']} at batch {event['batch']}"
+        return str(event.get("stage") or " ".join(f"{k}={v}" for k, v in event.items()
+                                                  if k != "event"))
+
     if not enabled:
         yield lambda event: None
-        return
-    with err_console.status("starting...", spinner="dots") as status:
-        def update(event: dict[str, Any]) -> None:
-            text = event.get("stage") or " ".join(f"{k}={v}" for k, v in event.items()
-                                                  if k != "event")
-            status.update(str(text))
-        yield update
+    elif not err_console.is_terminal:
+        started = time.perf_counter()
+        seen = {"last": ""}
+
+        def line(event: dict[str, Any]) -> None:
+            current = text(event)
+            if current != seen["last"] and not current.startswith("loading "):
+                err_console.print(f"[{time.perf_counter() - started:.0f} s] {escape(current)}",
+                                  highlight=False, soft_wrap=True)
+            seen["last"] = current
+        yield line
+    else:
+        with err_console.status("starting...", spinner="dots") as status:
+            yield lambda event: status.update(escape(text(event)))
 
 
 _PRECISION_HELP = "comma list of fp32, fp16, int8: one ONNX graph (and engine) each"
@@ -179,10 +194,13 @@ def _runtime_names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...
     return tuple(dict.fromkeys(names))
 
 
-def _table_console() -> Console:
-    """The shared console on a terminal; off a terminal (a file, a pipe) a wide one, or
-    rich squeezes the table into 80 columns."""
-    return console if console.is_terminal else Console(width=140)
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table that fits 80 columns: the runtime names never shrink (ort-cuda and ort-trt
+    stay apart); the other cells wrap if a terminal is narrower still."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for i, column in enumerate(columns):
+        table.add_column(column, no_wrap=i == 0, min_width=8 if i == 0 else None)
+    return table
 
 
 def _status(status: str, detail: str = "") -> str:
@@ -190,17 +208,21 @@ def _status(status: str, detail: str = "") -> str:
     return f"{text} {detail}".rstrip()
 
 
+def _short_status(status: str) -> str:
+    """A status as a table cell: ``ref`` for the reference, ``n/a`` for unavailable."""
+    short = {"reference": "ref", "unavailable": "n/a"}.get(status, status)
+    return f"[{_STYLE.get(status, 'white')}]{short}[/]"
+
+
 def _print_export(report: ExportReport, out: Path) -> None:
     m = report.model
     title = (f"{escape(str(m['genotype']))} ({m['dataset']}, C={m['C']}, {m['layers']} cells, "
              f"{m['weights'].split(' (')[0]} weights)")
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("runtime", "device", "precision", "exported", "parity", "max err/rms",
-                   "top-1 agr", "accuracy (vs fp32)", "latency b1 ms (median/p99)"):
-        table.add_column(column, no_wrap=column != "parity")
+    table = _table(title, ("runtime", "prec", "file", "parity", "err/rms", "top-1",
+                           "accuracy", "b1 ms med/p99"))
     for row in report.runtimes:
         result, stats = row.parity.result, row.latency.stats
-        err = f"{result.max_abs_over_rms:.2e}" if result else ""
+        err = f"{result.max_abs_over_rms:.1e}" if result else ""
         top1 = f"{result.top1_agreement:.1%}" if result else ""
         accuracy = ""
         if result and result.accuracy is not None:
@@ -208,11 +230,18 @@ def _print_export(report: ExportReport, out: Path) -> None:
             if result.accuracy_delta is not None and row.runtime != "torch":
                 accuracy += f" ({result.accuracy_delta * 100:+.1f})"
         lat = (f"{stats.median_ms:.2f} / {stats.p99_ms:.2f}" if stats
-               else _status(row.latency.status))
-        table.add_row(row.runtime, row.device or "", row.precision,
-                      _status(row.exported.status), _status(row.parity.status), err, top1,
-                      accuracy, lat)
-    _table_console().print(table)
+               else _short_status(row.latency.status))
+        table.add_row(row.runtime, row.precision, _short_status(row.exported.status),
+                      _short_status(row.parity.status), err, top1, accuracy, lat)
+    console.print(table)
+    console.print("file: the row's ONNX graph or engine; err/rms: max |error| over the "
+                  "reference's RMS; top-1: agreement with torch fp32; accuracy: against the "
+                  "labels (difference from fp32, points); n/a: not available here",
+                  style="dim")
+    reasons = {row.runtime: row.parity.reason or row.exported.reason
+               for row in report.runtimes if row.parity.status == "unavailable"}
+    for name, reason in reasons.items():
+        console.print(f"n/a {name}: {escape(reason or '')}", style="dim")
     onnx = report.onnx
     if onnx["status"] == "pass":
         note = (f" (fallback: {escape(onnx['fallback_reason'])})"
@@ -345,16 +374,14 @@ def bench_cmd(
 
 def _print_bench(rows: list[Any], result: dict[str, Any], model: str) -> None:
     described = result["model"]
-    table = Table(title=f"latency: {escape(str(described.get('genotype') or model))}",
-                  box=box.SIMPLE_HEAD)
-    for column in ("runtime", "device", "precision", "batch", "median ms", "p90 ms", "p99 ms",
-                   "img/s", "runs"):
-        table.add_column(column, no_wrap=True)
+    table = _table(f"latency: {escape(str(described.get('genotype') or model))}",
+                   ("runtime", "device", "prec", "batch", "median ms", "p90 ms", "p99 ms",
+                    "img/s", "runs"))
     notes = []
     for r in rows:
         if r.stats is None:
             table.add_row(r.runtime, r.device, r.precision, str(r.batch or ""),
-                          _status(r.status), "", "", "", "")
+                          _short_status(r.status), "", "", "", "")
             text = r.reason or r.error or ""
             prefix = f"{r.runtime}: "
             notes.append(text if text.startswith(prefix) else prefix + text)
@@ -362,7 +389,7 @@ def _print_bench(rows: list[Any], result: dict[str, Any], model: str) -> None:
         s = r.stats
         table.add_row(r.runtime, r.device, r.precision, str(s.batch), f"{s.median_ms:.3f}",
                       f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.throughput:.1f}", str(s.runs))
-    _table_console().print(table)
+    console.print(table)
     for note in dict.fromkeys(notes):
         console.print(escape(note))
     host = result["host"]
@@ -405,7 +432,6 @@ def _bench_artifacts(model: str, names: list[str] | tuple[str, ...], batches: li
     settings = ExportSettings(dynamic_batch=dynamic, max_batch=max(batches),
                               opt_batch=max(batches))
     data, count, data_dir = calib
-    update({"stage": "exporting"})
     prepared = prepare_artifacts(
         source, tmp, plan, settings, onnx_metadata(source, dynamic),
         lambda: calibration_for(source, data, count, "minmax", data_dir, dynamic), update)
