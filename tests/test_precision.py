@@ -143,3 +143,26 @@ def test_precisions_and_runtime_declarations() -> None:
         runtime = make_runtime(name, "fp16")
         if "fp16" not in cls.precisions:
             assert runtime.unavailable_reason() == f"runs {', '.join(cls.precisions)}, not fp16"
+
+
+def test_fp16_conversion_clamps_tiny_weights_without_printing(tmp_path: Path) -> None:
+    """Weights below fp16's range are clamped to 1e-7 (what the conversion is for) and the
+    converter's warning about each is not passed on."""
+    import warnings
+
+    import torch
+
+    from nasctl.export.onnx_export import export_onnx
+    from nasctl.export.precision import make_precision_graph
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()).eval()
+    with torch.no_grad():
+        net[0].weight[0, 0, 0, 0] = 1e-12
+    fp32 = export_onnx(net, tmp_path / "model.onnx", (3, 8, 8), exporter="torchscript")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_precision_graph(fp32.path, "fp16", tmp_path / "model.fp16.onnx")
+    assert not [w for w in caught if "float32 number" in str(w.message)]
+    weights = [numpy_helper.to_array(t) for t in onnx.load(tmp_path / "model.fp16.onnx")
+               .graph.initializer if len(t.dims) == 4]
+    assert weights[0].dtype == np.float16 and weights[0][0, 0, 0, 0] == np.float16(1e-7)

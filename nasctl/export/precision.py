@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,7 +127,13 @@ def _write_fp16(source: Path, out: Path) -> str:
         raise PrecisionError("fp16 graphs need onnxconverter-common "
                              "(pip install onnxconverter-common)") from exc
     try:
-        model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        with warnings.catch_warnings():
+            # it warns for each tensor whose weights it clamps to its defaults (|x| in
+            # [1e-7, 1e4]): what the conversion is meant to do, and a library never prints
+            warnings.filterwarnings("ignore", message="the float32 number",
+                                    category=UserWarning)
+            model = float16.convert_float_to_float16(onnx.load(str(source)),
+                                                     keep_io_types=True)
     except Exception as exc:  # the converter raises bare exceptions on graphs it cannot type
         raise PrecisionError(f"fp16 conversion of {source} failed: {one_line(exc)}") from None
     write_bytes(out, model.SerializeToString())
