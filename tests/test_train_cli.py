@@ -45,7 +45,7 @@ def test_eval_reports_the_checkpoints_accuracy(checkpoint: Path) -> None:
     assert report["top1"] == pytest.approx(top1)
     assert report["top5"] == pytest.approx(top5)
     assert report["loss"] == pytest.approx(loss, rel=1e-4)
-    table = CliRunner().invoke(app, ["eval", str(checkpoint), "--limit-batches", "1"])
+    table = CliRunner().invoke(app, ["eval", str(checkpoint), "--eval-batches", "1"])
     assert table.exit_code == 0 and "top-5" in table.stdout
 
 

@@ -60,7 +60,8 @@ def train_cmd(
     device: Annotated[str | None, _opt("auto, cpu, cuda, cuda:N", "--device")] = None,
     num_workers: Annotated[int | None, _opt("data loader workers", "--num-workers")] = None,
     steps_per_epoch: Annotated[int | None, _opt("limit training batches per epoch",
-                                                "--steps-per-epoch", "--limit-batches")] = None,
+                                                "--steps-per-epoch")] = None,
+    steps_alias: Annotated[int | None, typer.Option("--limit-batches", hidden=True)] = None,
     eval_batches: Annotated[int | None, _opt("limit evaluation batches",
                                              "--eval-batches")] = None,
     set_: Annotated[list[str] | None, _opt("any setting, KEY=VALUE (repeatable); see "
@@ -83,7 +84,8 @@ def train_cmd(
         "auxiliary_weight": auxiliary_weight, "drop_path": drop_path, "cutout": cutout,
         "label_smoothing": label_smoothing, "grad_clip": grad_clip, "seed": seed,
         "deterministic": deterministic, "amp": amp, "device": device,
-        "num_workers": num_workers, "steps_per_epoch": steps_per_epoch,
+        "num_workers": num_workers,
+        "steps_per_epoch": steps_per_epoch if steps_per_epoch is not None else steps_alias,
         "eval_batches": eval_batches,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
@@ -133,14 +135,17 @@ def eval_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")] = "auto",
     amp: Annotated[str, typer.Option("--amp", help="off, bf16, fp16 (CUDA only)")] = "off",
     limit_batches: Annotated[int | None, _opt("evaluate only this many batches",
-                                              "--limit-batches")] = None,
+                                              "--eval-batches")] = None,
+    limit_alias: Annotated[int | None, typer.Option("--limit-batches", hidden=True)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
 ) -> None:
     """Top-1, top-5 and loss of CHECKPOINT on a test split."""
+    if limit_batches is None:
+        limit_batches = limit_alias
     from nasctl.train import evaluate_checkpoint
 
     if batch_size < 1 or (limit_batches is not None and limit_batches < 1):
-        raise NasctlError("--batch-size and --limit-batches must be >= 1")
+        raise NasctlError("--batch-size and --eval-batches must be >= 1")
     if as_json:
         result = evaluate_checkpoint(checkpoint, dataset, data_dir, batch_size, device, amp,
                                      limit_batches)

@@ -25,7 +25,8 @@ AMP_CHOICES = ("off", "bf16", "fp16")
 DROP_PATH_ON = ("edge", "node")
 
 # Settings that do not change the numbers a run computes; a resumed run may change them.
-RUNTIME_FIELDS = frozenset({"device", "data_dir", "download", "num_workers", "log_every"})
+RUNTIME_FIELDS = frozenset({"device", "data_dir", "download", "num_workers", "channels_last",
+                            "log_every"})
 
 
 @dataclass(frozen=True)
