@@ -214,3 +214,23 @@ def test_search_augmentation_is_recorded(tmp_path: Path) -> None:
     run_search(cfg, tmp_path / "run")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["augment"] is True
+
+
+def test_an_mbconv_search_killed_after_its_first_epoch_resumes_to_the_same_result(
+        tmp_path: Path) -> None:
+    args = ["--space", "mbconv", "--method", "fairdarts", "--dataset", "digits",
+            "--width-mult", "0.25", "--batch-size", "8", "--steps-per-epoch", "2",
+            "--epochs", "2", "--w01", "5", "--deterministic", "--device", "cpu"]
+    count = tmp_path / "writes"
+    ref = _faulty(tmp_path / "ref", 0, count, *args)
+    assert ref.returncode == 0, ref.stderr
+    # writes: config, then epoch 1's checkpoint, arch_history, metrics; die right after them
+    killed = _faulty(tmp_path / "cut", 5, count, *args)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert load_checkpoint(tmp_path / "cut" / CHECKPOINT)["epoch"] == 1
+    resumed = _faulty(tmp_path / "cut", 0, count, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    _same_run(tmp_path / "ref", tmp_path / "cut")
+    provenance = read_genotype(tmp_path / "cut" / "genotype.json").provenance
+    assert provenance["discretization"]["w01"] == 5.0  # the method option was honoured
+    assert provenance["discretization"]["threshold"] == 0.85
