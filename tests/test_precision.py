@@ -126,6 +126,8 @@ EXPORT_REFUSALS = {
     "unknown calibration": (["--calib-method", "bogus"], "--calib-method"),
     "unknown exporter": (["--exporter", "onnxscript"], "--exporter must be"),
     "unknown runtime": (["--runtimes", "ort,tpu"], "unknown runtime(s) tpu"),
+    "zero channels": (["--C", "0"], "C must be >= 1, got 0"),
+    "too few cells": (["--layers", "1"], "at least 3 cells"),
 }
 
 

@@ -286,6 +286,11 @@ def build_network(
         return build_mbconv_network(genotype, classes, drop_path=drop_path)
     if drop_path_on is None:
         drop_path_on = "node" if _is_fairdarts(genotype) else "edge"
+    if C is not None and C < 1:
+        raise NasctlError(f"the initial channel count C must be >= 1, got {C}")
+    if layers is not None and layers < 3:
+        raise NasctlError(f"a DARTS network needs at least 3 cells (two are reductions), "
+                          f"got {layers}")
     net = DartsNetwork(
         genotype,
         channels=C if C is not None else settings.channels,
