@@ -17,7 +17,8 @@ from typing import Any
 from nasctl import __version__, atomic
 from nasctl.errors import NasctlError
 
-Event = Callable[[dict[str, Any]], None]
+# Pipeline stages and export steps are dicts; search and training send typed run events.
+Event = Callable[[Any], None]
 STAGES = ("search", "train", "export")
 CHECKPOINTS = {"search": "checkpoint.pt", "train": "last.pt"}  # what an interrupted stage left
 

@@ -15,12 +15,70 @@ import contextlib
 import json
 import os
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nasctl import atomic
 from nasctl.errors import CheckpointError, NasctlError, TrainingDiverged
+
+# -- progress events: what search and training report while they run -------------------
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run starts after ``epoch`` of ``epochs`` epochs (more than 0: it resumed)."""
+
+    epoch: int
+    epochs: int
+    steps: int  # per epoch
+    world_size: int
+    device: str
+    run_dir: str
+
+    @property
+    def resumed(self) -> bool:
+        return self.epoch > 0
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """Running means over the epoch so far (search: arch_loss, weight_loss; training:
+    loss, top1), every ``log_every`` steps."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EpochDone:
+    """An epoch's record (the line metrics.jsonl gets, without bulky fields); ``best``:
+    training's best test top-1 so far."""
+
+    epoch: int
+    epochs: int
+    metrics: dict[str, Any]
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    epoch: int
+    message: str
+
+
+@dataclass(frozen=True)
+class RunDone:
+    files: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+RunEvent = RunStarted | StepDone | EpochDone | RunWarning | RunDone
+OnEvent = Callable[[RunEvent], None]
 
 FORMAT = "nasctl-checkpoint"
 VERSION = 1

@@ -93,16 +93,18 @@ def test_discretization_keeps_the_strongest_choice_and_skip_where_it_wins() -> N
 
 
 def test_the_shared_loop_searches_the_chain(tmp_path: Path) -> None:
+    from nasctl.runs import EpochDone, RunDone, RunStarted, RunWarning, StepDone
     from nasctl.search import SearchConfig, run_search
 
     cfg = SearchConfig(space="mbconv", width_mult=0.25, epochs=1, batch_size=8,
                        steps_per_epoch=2, macs_target=20.0, macs_resolution=32,
                        macs_classes=10, device="cpu", method_options={"w01": 5.0})
-    events: list[dict] = []
+    events: list[object] = []
     result = run_search(cfg, tmp_path / "run", on_event=events.append)
-    kinds = [e["event"] for e in events if e["event"] != "warning"]
-    assert kinds == ["start", "step", "epoch", "done"]
-    assert {"weight_loss", "arch_loss"} <= set(events[1]) and "arch_acc" in events[-2]
+    kinds = [type(e) for e in events if not isinstance(e, RunWarning)]
+    assert kinds == [RunStarted, StepDone, EpochDone, RunDone]
+    step, epoch = (e for e in events if isinstance(e, StepDone | EpochDone))
+    assert {"weight_loss", "arch_loss"} <= set(step.values) and "arch_acc" in epoch.metrics
     assert any("MACs against the 20.0M target" in note for note in result.notes)
     genotype = read_genotype(tmp_path / "run" / "genotype.json")
     assert genotype.search_space == "mbconv-chain"

@@ -22,7 +22,7 @@ from nasctl.distributed import DistInfo
 from nasctl.errors import TrainingDiverged
 from nasctl.genotypes import read_genotype
 from nasctl.nets import build_network
-from nasctl.runs import RunDir, load_checkpoint, open_run
+from nasctl.runs import EpochDone, RunDir, load_checkpoint, open_run
 from nasctl.search import SearchConfig
 from nasctl.search.loop import CHECKPOINT, Search
 
@@ -158,8 +158,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
                           steps_per_epoch=2, epochs=3, device="cpu")
     search = Search(config, DistInfo(), torch.device("cpu"))
 
-    def poison(event: dict[str, object]) -> None:
-        if event["event"] == "epoch" and event["epoch"] == 1:
+    def poison(event: object) -> None:
+        if isinstance(event, EpochDone) and event.epoch == 1:
             with torch.no_grad():
                 search.model.classifier.weight.fill_(float("nan"))
 

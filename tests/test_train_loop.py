@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from nasctl.cli import app
 from nasctl.errors import NasctlError, TrainingDiverged
-from nasctl.runs import load_checkpoint
+from nasctl.runs import EpochDone, load_checkpoint
 from nasctl.train import load_model, resolve_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +40,8 @@ def test_interrupted_run_resumes_exactly(tmp_path: Path) -> None:
     cfg = _tiny()
     full = train("DARTS_V2", cfg, tmp_path / "full", recipe="digits")
 
-    def stop_after_first_epoch(event: dict) -> None:
-        if event["event"] == "epoch" and event["epoch"] == 1:
+    def stop_after_first_epoch(event: object) -> None:
+        if isinstance(event, EpochDone) and event.epoch == 1:
             raise _Stop
 
     with pytest.raises(_Stop):

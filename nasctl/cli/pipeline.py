@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
+from nasctl.runs import EpochDone, RunEvent, RunStarted, StepDone
 
 
 def register(app: typer.Typer) -> None:
@@ -90,32 +91,32 @@ class _Progress:
         if self.status is not None:
             self.status.__exit__(*exc)
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
+    def on_event(self, event: dict[str, Any] | RunEvent) -> None:
+        """Pipeline stages and export steps arrive as dicts, search and training events
+        as typed run events."""
         line = None
-        if kind == "stage" and "state" in event:
-            self.stage = str(event["stage"])
-            line = f"{self.stage}: {event['state']}"
-        elif kind == "stage" and self.status is None:  # an export step
-            line = f"{self.stage}: {event['stage']}"
-        elif kind == "start":
-            self.epochs = event.get("epochs")
-        elif kind == "epoch" and self.status is None:
-            line = f"{self.stage}: epoch {event['epoch']}" + (
-                f"/{self.epochs}" if self.epochs else "")
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+        elif isinstance(event, EpochDone) and self.status is None:
+            line = f"{self.stage}: epoch {event.epoch}/{event.epochs}"
+        elif isinstance(event, dict) and event.get("event") == "stage":
+            if "state" in event:
+                self.stage = str(event["stage"])
+                line = f"{self.stage}: {event['state']}"
+            elif self.status is None:  # an export step
+                line = f"{self.stage}: {event['stage']}"
         if line is not None:
             err_console.print(line, markup=False, highlight=False)
         if self.status is not None:
-            self.status.update(_describe(event))
+            self.status.update(self._describe(event))
 
-
-def _describe(event: dict[str, Any]) -> str:
-    parts = [str(event.get("stage") or event.get("event", ""))]
-    for key in ("epoch", "step", "loss", "top1"):
-        if key in event:
-            value = event[key]
-            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
-    return " ".join(parts)
+    def _describe(self, event: dict[str, Any] | RunEvent) -> str:
+        if isinstance(event, StepDone):
+            values = " ".join(f"{k} {v:.4g}" for k, v in event.values.items())
+            return f"{self.stage}: epoch {event.epoch} step {event.step}/{event.steps} {values}"
+        if isinstance(event, dict):
+            return f"{self.stage}: {event.get('stage') or event.get('event', '')}"
+        return f"{self.stage}: {type(event).__name__}"
 
 
 def _print_summary(s: dict[str, Any]) -> None:

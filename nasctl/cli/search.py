@@ -14,6 +14,7 @@ from rich.table import Table
 
 from nasctl.cli._out import EpochProgress, console, err_console, print_json
 from nasctl.errors import NasctlError
+from nasctl.runs import EpochDone, RunEvent, RunStarted, RunWarning, StepDone
 
 # Flags that are method options: (flag, constructor keyword). The method's constructor
 # says which ones it takes; giving one it does not take is an error.
@@ -250,23 +251,20 @@ def _print_summary(summary: dict[str, Any], title: str) -> None:
 class _SearchProgress(EpochProgress):
     """A rich progress display fed by the search loop's events."""
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "start":
-            self.bar.update(self.epochs, total=event["epochs"], completed=event["epoch"])
-            self.bar.update(self.steps, total=event["steps"], completed=0)
-        elif kind == "step":
-            self.bar.update(self.steps, completed=event["step"],
-                            description=f"epoch {event['epoch']}",
-                            info=f"arch {event['arch_loss']:.3f}  weight "
-                                 f"{event['weight_loss']:.3f}")
-        elif kind == "epoch":
-            self.bar.update(self.epochs, completed=event["epoch"],
-                            info=f"weight acc {100 * event['weight_acc']:.1f}%  arch acc "
-                                 f"{100 * event['arch_acc']:.1f}%")
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RunStarted):
+            self.bar.update(self.epochs, total=event.epochs, completed=event.epoch)
+            self.bar.update(self.steps, total=event.steps, completed=0)
+            if event.resumed:
+                self.bar.console.print(f"resuming after epoch {event.epoch}")
+        elif isinstance(event, StepDone):
+            self.bar.update(self.steps, completed=event.step, description=f"epoch {event.epoch}",
+                            info=f"arch {event.values['arch_loss']:.3f}  weight "
+                                 f"{event.values['weight_loss']:.3f}")
+        elif isinstance(event, EpochDone):
+            self.bar.update(self.epochs, completed=event.epoch,
+                            info=f"weight acc {100 * event.metrics['weight_acc']:.1f}%  arch "
+                                 f"acc {100 * event.metrics['arch_acc']:.1f}%")
             self.bar.update(self.steps, completed=0)
-        elif kind == "warning":
-            self.bar.console.print(f"[yellow]warning:[/] epoch {event['epoch']}: "
-                                   f"{event['message']}")
-        elif kind == "resumed":
-            self.bar.console.print(f"resuming after epoch {event['epoch']}")
+        elif isinstance(event, RunWarning):
+            self.bar.console.print(f"[yellow]warning:[/] epoch {event.epoch}: {event.message}")

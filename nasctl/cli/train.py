@@ -14,6 +14,7 @@ from rich.table import Table
 
 from nasctl.cli._out import EpochProgress, console, print_json
 from nasctl.errors import NasctlError
+from nasctl.runs import EpochDone, RunDone, RunEvent, RunStarted, StepDone
 
 
 def register(app: typer.Typer) -> None:
@@ -178,29 +179,29 @@ def eval_cmd(
 class _TrainProgress(EpochProgress):
     """A rich progress display fed by the training loop's events."""
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "start":
-            self.bar.update(self.epochs, total=event["epochs"], completed=event["start_epoch"],
-                            info=f"{event['device']} x{event['world_size']}")
-            self.bar.update(self.steps, total=event["steps_per_epoch"], completed=0)
-        elif kind == "step":
-            self.bar.update(self.steps, completed=event["step"],
-                            description=f"epoch {event['epoch']}",
-                            info=f"loss {event['loss']:.3f}  top-1 {event['top1']:.1f}%")
-        elif kind == "epoch":
-            self.bar.update(self.epochs, completed=event["epoch"],
-                            info=f"test top-1 {event['test_top1']:.2f}%  "
-                                 f"(best {event['best_top1']:.2f}%)")
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RunStarted):
+            self.bar.update(self.epochs, total=event.epochs, completed=event.epoch,
+                            info=f"{event.device} x{event.world_size}")
+            self.bar.update(self.steps, total=event.steps, completed=0)
+        elif isinstance(event, StepDone):
+            self.bar.update(self.steps, completed=event.step, description=f"epoch {event.epoch}",
+                            info=f"loss {event.values['loss']:.3f}  "
+                                 f"top-1 {event.values['top1']:.1f}%")
+        elif isinstance(event, EpochDone):
+            m = event.metrics
+            self.bar.update(self.epochs, completed=event.epoch,
+                            info=f"test top-1 {m['test_top1']:.2f}%  "
+                                 f"(best {m['best_top1']:.2f}%)")
             self.bar.update(self.steps, completed=0)
             self.bar.console.print(
-                f"epoch {event['epoch']}/{event['epochs']}  lr {event['lr']:.4g}  "
-                f"train loss {event['train_loss']:.4f} top-1 {event['train_top1']:.2f}%  "
-                f"test loss {event['test_loss']:.4f} top-1 {event['test_top1']:.2f}% "
-                f"top-5 {event['test_top5']:.2f}%  {event['time_s']:.1f}s"
-                + ("  [green]best[/]" if event["best"] else "")
+                f"epoch {event.epoch}/{event.epochs}  lr {m['lr']:.4g}  "
+                f"train loss {m['train_loss']:.4f} top-1 {m['train_top1']:.2f}%  "
+                f"test loss {m['test_loss']:.4f} top-1 {m['test_top1']:.2f}% "
+                f"top-5 {m['test_top5']:.2f}%  {m['time_s']:.1f}s"
+                + ("  [green]best[/]" if event.best else "")
             )
-        elif kind == "done":
+        elif isinstance(event, RunDone):
             self.bar.update(self.steps, visible=False)
 
 

@@ -22,7 +22,13 @@ from nasctl.distributed import DistInfo
 from nasctl.errors import CheckpointError, NasctlError, RunInterrupted
 from nasctl.genotypes import Genotype, write_genotype
 from nasctl.runs import (
+    EpochDone,
+    OnEvent,
     RunDir,
+    RunDone,
+    RunStarted,
+    RunWarning,
+    StepDone,
     check_checkpoint,
     diverged,
     gather_objects,
@@ -37,8 +43,7 @@ from nasctl.search.space import discretizer_for, get_space
 from nasctl.search.step import SearchStep
 from nasctl.settings import refuse_changes, resume_changes
 
-Event = dict[str, Any]
-OnEvent = Callable[[Event], None]
+Emit = Callable[[Any], None]
 CHECKPOINT = "checkpoint.pt"
 KIND = "search"
 
@@ -135,7 +140,7 @@ class Search:
 
     # -- epochs ----------------------------------------------------------------------------
     def run(self, run: RunDir | None, out: Path, on_event: OnEvent | None) -> SearchResult:
-        def emit(event: Event) -> None:
+        def emit(event: Any) -> None:
             if on_event is not None and self.dist.is_main:
                 on_event(event)
 
@@ -147,13 +152,10 @@ class Search:
                 run.write_config(self._config_doc())
             elif self.last_record is not None:  # a crash may have cut the records short
                 self._write_records(run, self.last_record)
-        if self.start_epoch:
-            emit({"event": "resumed", "epoch": self.start_epoch})
         if not self.history:
             self.history.append({"epoch": 0, **self.space.arch_record(self.model)})
-        emit({"event": "start", "epoch": self.start_epoch, "epochs": cfg.epochs,
-              "steps": self.steps, "world_size": self.dist.world_size,
-              "device": str(self.device), "run_dir": str(out)})
+        emit(RunStarted(self.start_epoch, cfg.epochs, self.steps, self.dist.world_size,
+                        str(self.device), str(out)))
         epoch = self.start_epoch
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
@@ -169,8 +171,7 @@ class Search:
                 break
             yield step, pair
 
-    def _epoch(self, epoch: int, run: RunDir | None, out: Path,
-               emit: Callable[[Event], None]) -> None:
+    def _epoch(self, epoch: int, run: RunDir | None, out: Path, emit: Emit) -> None:
         from nasctl.distributed import all_reduce_sum
 
         lr = self.scheduler.get_last_lr()[0]
@@ -194,10 +195,10 @@ class Search:
                     if not torch.isfinite(torch.tensor(value)):
                         raise diverged(f"the {name} loss became {value} by step {step + 1}",
                                        epoch + 1, out / CHECKPOINT, "a lower --lr / --arch-lr")
-                emit({"event": "step", "epoch": epoch + 1, "epochs": self.cfg.epochs,
-                      "step": step + 1, "steps": self.steps,
-                      "arch_loss": totals[0] / max(totals[4], 1),
-                      "weight_loss": totals[2] / max(totals[5], 1)})
+                assert self.cfg.epochs is not None
+                emit(StepDone(epoch + 1, self.cfg.epochs, step + 1, self.steps,
+                              {"arch_loss": totals[0] / max(totals[4], 1),
+                               "weight_loss": totals[2] / max(totals[5], 1)}))
         self.scheduler.step()
         n_arch, n_weight = max(totals[4], 1), max(totals[5], 1)
         metrics = {"epoch": epoch + 1, "lr": lr, "seconds": round(time.perf_counter() - started, 3),
@@ -213,7 +214,7 @@ class Search:
         return discretizer_for(self.space, self.method)(self.model, probe)
 
     def _end_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir | None,
-                   emit: Callable[[Event], None]) -> None:
+                   emit: Emit) -> None:
         from nasctl.device import rng_state
 
         record = {"epoch": epoch + 1, **self.space.arch_record(self.model)}
@@ -223,7 +224,7 @@ class Search:
             return
         current = self._discretize()
         for note in current.notes:
-            emit({"event": "warning", "epoch": epoch + 1, "message": note})
+            emit(RunWarning(epoch + 1, note))
         metrics = {**metrics, "arch_weights": {k: v for k, v in record.items() if k != "epoch"},
                    "genotype": self.space.choice_doc(current)}
         # The checkpoint first, then the records that describe it (see nasctl.runs); the
@@ -235,8 +236,9 @@ class Search:
             "config": self.cfg.to_dict(), "versions": versions(),
         })
         self._write_records(run, metrics)
-        emit({"event": "epoch", "epochs": self.cfg.epochs,
-              **{k: v for k, v in metrics.items() if k != "arch_weights"}})
+        assert self.cfg.epochs is not None
+        emit(EpochDone(epoch + 1, self.cfg.epochs,
+                       {k: v for k, v in metrics.items() if k != "arch_weights"}))
 
     def _write_records(self, run: RunDir, metrics: dict[str, Any]) -> None:
         """arch_history.json and the epoch's metrics line (unless it is already there)."""
@@ -248,8 +250,7 @@ class Search:
         if not any(r.get("epoch") == metrics["epoch"] for r in run.read_metrics()):
             run.append_metrics(metrics)
 
-    def _finish(self, run: RunDir | None, out: Path,
-                emit: Callable[[Event], None]) -> SearchResult:
+    def _finish(self, run: RunDir | None, out: Path, emit: Emit) -> SearchResult:
         from nasctl.distributed import barrier
 
         cfg = self.cfg
@@ -276,7 +277,7 @@ class Search:
                               "arch_weights": self.history[-1], **report, "files": files,
                               "notes": notes})
         barrier(self.dist)
-        emit({"event": "done", "files": files, "notes": notes})
+        emit(RunDone(files, notes))
         alphas = [p.detach().cpu().tolist() for p in self.model.arch_parameters()]
         return SearchResult(genotype, out, files, len(self.history) - 1, notes, alphas,
                             fallback, report)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,13 @@ from nasctl.genotypes.io import genotype_from_dict, genotype_to_dict
 from nasctl.nets import build_network
 from nasctl.nets.network import Cell
 from nasctl.runs import (
+    EpochDone,
+    OnEvent,
     RunDir,
+    RunDone,
+    RunEvent,
+    RunStarted,
+    StepDone,
     diverged,
     gather_objects,
     open_run,
@@ -54,7 +59,6 @@ from nasctl.train.step import (
     train_step,
 )
 
-Event = Callable[[dict[str, Any]], None]
 LAST = "last.pt"
 
 
@@ -88,7 +92,7 @@ def train(
     out: str | os.PathLike[str],
     resume: bool = False,
     recipe: str | None = None,
-    on_event: Event | None = None,
+    on_event: OnEvent | None = None,
 ) -> TrainResult:
     """Train ``genotype`` with ``cfg`` into the run folder ``out``.
 
@@ -107,10 +111,10 @@ def train(
 
 def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: RunDir | None,
            resume: bool, recipe: str | None, info: DistInfo, device: torch.device,
-           on_event: Event | None) -> TrainResult:
+           on_event: OnEvent | None) -> TrainResult:
     started = time.perf_counter()
 
-    def emit(event: dict[str, Any]) -> None:
+    def emit(event: RunEvent) -> None:
         if on_event is not None and info.is_main:
             on_event(event)
 
@@ -190,9 +194,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: Ru
         run.write_config(_run_config(cfg, recipe, genotype, network, info, device, start_epoch))
     steps = len(train_loader) if cfg.steps_per_epoch is None else min(
         len(train_loader), cfg.steps_per_epoch)
-    emit({"event": "start", "epochs": cfg.epochs, "start_epoch": start_epoch,
-          "steps_per_epoch": steps, "device": str(device), "world_size": info.world_size,
-          "run_dir": str(out)})
+    emit(RunStarted(start_epoch, cfg.epochs, steps, info.world_size, str(device), str(out)))
 
     final: dict[str, Any] = dict(ckpt["metrics"]) if ckpt is not None else {}
     epoch = start_epoch
@@ -216,9 +218,8 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: Ru
                                      (logits.argmax(1) == labels).sum().double()])
                 if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
                     loss_sum, correct, seen = _check_finite(sums, count, info, epoch, step, out)
-                    emit({"event": "step", "epoch": epoch + 1, "epochs": cfg.epochs,
-                          "step": step + 1, "steps": steps, "loss": loss_sum / seen,
-                          "top1": 100.0 * correct / seen})
+                    emit(StepDone(epoch + 1, cfg.epochs, step + 1, steps,
+                                  {"loss": loss_sum / seen, "top1": 100.0 * correct / seen}))
             scheduler.step()
             loss_sum, correct, count = _check_finite(sums, count, info, epoch, steps - 1, out)
 
@@ -248,8 +249,8 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: Ru
                     run.save_checkpoint("best.pt", KIND, state)
                 run.append_metrics(final)
             barrier(info)
-            emit({"event": "epoch", **final, "best": is_best, "best_top1": best["top1"],
-                  "epochs": cfg.epochs})
+            emit(EpochDone(epoch + 1, cfg.epochs, {**final, "best_top1": best["top1"]},
+                           best=is_best))
     except KeyboardInterrupt:
         raise RunInterrupted(out, "train", epoch + 1, _last(out).exists()) from None
 
@@ -258,8 +259,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: Ru
         run.write_report({"genotype": genotype.name, "epochs": cfg.epochs,
                           "best_top1": best["top1"], "best_epoch": best["epoch"],
                           "final": final, "elapsed_s": total, "world_size": info.world_size})
-    emit({"event": "done", "best_top1": best["top1"], "best_epoch": best["epoch"],
-          "elapsed_s": total})
+    emit(RunDone({name: str(out / name) for name in (LAST, "best.pt", "report.json")}))
     return TrainResult(run_dir=out, epochs=cfg.epochs, start_epoch=start_epoch,
                        best_top1=best["top1"], best_epoch=int(best["epoch"]), final=final,
                        elapsed_s=total, is_main=info.is_main, model=net)
