@@ -234,3 +234,11 @@ def test_an_mbconv_search_killed_after_its_first_epoch_resumes_to_the_same_resul
     provenance = read_genotype(tmp_path / "cut" / "genotype.json").provenance
     assert provenance["discretization"]["w01"] == 5.0  # the method option was honoured
     assert provenance["discretization"]["threshold"] == 0.85
+
+
+def test_a_warning_is_shown_once_on_stderr(tmp_path: Path) -> None:
+    proc = nasctl("search", *BASE, "--epochs", "2", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    fallback = "no normal-cell op reached sigmoid >= 0.85"  # 2 tiny epochs: not yet
+    assert proc.stderr.count(fallback) == 1, proc.stderr
+    assert fallback not in proc.stdout

@@ -192,11 +192,13 @@ def search_cmd(
                               "cells, 50 epochs) are slow on a CPU; try -C 8 --layers 5 "
                               "--epochs 10", highlight=False)
     main = int(os.environ.get("RANK", "0")) == 0
+    warned: set[str] = set()
     if as_json or not main:
         result = run_search(cfg, out, resume=resume)
     else:
         with _SearchProgress() as progress:
             result = run_search(cfg, out, resume=resume, on_event=progress.on_event)
+        warned = progress.warned
     if not main:
         return
     from nasctl.search import get_space
@@ -211,7 +213,7 @@ def search_cmd(
     if as_json:
         print_json(summary)
         return
-    _print_summary(summary, f"search: {cfg.method} on {cfg.dataset}, {cfg.space} space")
+    _print_summary(summary, f"search: {cfg.method} on {cfg.dataset}, {cfg.space} space", warned)
 
 
 def _method_options(method: str, flags: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +230,7 @@ def _method_options(method: str, flags: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def _print_summary(summary: dict[str, Any], title: str) -> None:
+def _print_summary(summary: dict[str, Any], title: str, warned: set[str]) -> None:
     table = Table(title=title, box=box.SIMPLE_HEAD, show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")
@@ -245,11 +247,16 @@ def _print_summary(summary: dict[str, Any], title: str) -> None:
         table.add_row(key, path)
     console.print(table)
     for note in summary["notes"]:
-        err_console.print(f"note: {note}", highlight=False)
+        if note not in warned:  # a warning shown during the run is not repeated
+            err_console.print(f"note: {note}", highlight=False)
 
 
 class _SearchProgress(EpochProgress):
     """A rich progress display fed by the search loop's events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warned: set[str] = set()
 
     def on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunStarted):
@@ -266,5 +273,6 @@ class _SearchProgress(EpochProgress):
                             info=f"weight acc {100 * event.metrics['weight_acc']:.1f}%  arch "
                                  f"acc {100 * event.metrics['arch_acc']:.1f}%")
             self.bar.update(self.steps, completed=0)
-        elif isinstance(event, RunWarning):
-            self.bar.console.print(f"[yellow]warning:[/] epoch {event.epoch}: {event.message}")
+        elif isinstance(event, RunWarning) and event.message not in self.warned:
+            self.warned.add(event.message)  # each warning once, on stderr
+            err_console.print(f"[yellow]warning:[/] epoch {event.epoch}: {event.message}")
