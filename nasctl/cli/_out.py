@@ -36,5 +36,5 @@ class EpochProgress:
     def __exit__(self, *exc: object) -> None:
         self.bar.__exit__(*exc)  # type: ignore[arg-type]
 
-    def on_event(self, event: dict[str, Any]) -> None:
+    def on_event(self, event: Any) -> None:
         raise NotImplementedError

@@ -164,7 +164,7 @@ def search_cmd(
         "channels_last": channels_last, "num_workers": num_workers,
         "steps_per_epoch": steps_per_epoch if steps_per_epoch is not None else limit_batches,
     }
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     overrides.update(parse_assignments(set_ or [], FIELDS))
     flags = {"w01": w01, "loss01": loss01, "discretization": discretization,
              "threshold": threshold, "edge_k": edge_k, "node_norm": node_norm,

@@ -94,7 +94,9 @@ class FairDarts(SearchMethod):
         return ChainChoice(ops, settings, notes, fallback)
 
     def discretizer(self, space: str) -> Discretizer | None:
-        return {"cell": self.discretize, "mbconv": self.discretize_chain}.get(space)
+        rules: dict[str, Discretizer] = {"cell": self.discretize,
+                                         "mbconv": self.discretize_chain}
+        return rules.get(space)
 
     def options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"w01": self.w01, "loss01": self.loss01,

@@ -85,7 +85,7 @@ class Search:
         self._build_data()
         model = self.space.build(self.cfg, self.method, self.info.num_classes, device)
         memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        self.model = model.to(device, memory_format=memory_format)
+        self.model: Any = model.to(device).to(memory_format=memory_format)
         self.step = SearchStep(self.model, self.method, self.space, self.cfg, device, dist)
         assert self.cfg.epochs is not None and self.cfg.lr_min is not None
         # DARTS's schedule: the weight lr follows a cosine over the epochs, stepped per epoch.
@@ -108,7 +108,7 @@ class Search:
         if min(len(w_set), len(a_set)) < cfg.batch_size * self.dist.world_size:
             raise NasctlError(f"--batch-size {cfg.batch_size} is larger than a search half "
                               f"({min(len(w_set), len(a_set))} images per half)")
-        kw = {"distributed": self.dist.enabled, "drop_last": True,
+        kw: dict[str, Any] = {"distributed": self.dist.enabled, "drop_last": True,
               "num_workers": cfg.num_workers, "pin_memory": self.device.type == "cuda"}
         self.w_loader = make_loader(w_set, cfg.batch_size, True, seed=cfg.seed, **kw)
         self.a_loader = make_loader(a_set, cfg.batch_size, True, seed=cfg.seed + 1, **kw)

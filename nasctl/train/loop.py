@@ -221,7 +221,7 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: Ru
                     emit(StepDone(epoch + 1, cfg.epochs, step + 1, steps,
                                   {"loss": loss_sum / seen, "top1": 100.0 * correct / seen}))
             scheduler.step()
-            loss_sum, correct, count = _check_finite(sums, count, info, epoch, steps - 1, out)
+            loss_sum, correct, images = _check_finite(sums, count, info, epoch, steps - 1, out)
 
             if info.enabled:  # evaluate (and save) rank 0's BatchNorm statistics everywhere
                 for buffer in net.buffers():
@@ -233,11 +233,11 @@ def _train(genotype: Genotype | str | None, cfg: TrainConfig, out: Path, run: Ru
                 raise _diverged(out, epoch, f"test loss is {test['loss']}")
             elapsed = time.perf_counter() - epoch_start
             final = {"epoch": epoch + 1, "lr": lr, "drop_path": net.drop_path_prob,
-                     "train_loss": loss_sum / count, "train_top1": 100.0 * correct / count,
+                     "train_loss": loss_sum / images, "train_top1": 100.0 * correct / images,
                      "test_loss": test["loss"], "test_top1": test["top1"],
                      "test_top5": test["top5"],
                      "test_samples": test["samples"], "time_s": elapsed,
-                     "images_per_s": count / elapsed}
+                     "images_per_s": images / elapsed}
             is_best = test["top1"] > best["top1"]
             if is_best:
                 best = {"top1": test["top1"], "epoch": epoch + 1}
