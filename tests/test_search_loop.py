@@ -70,7 +70,12 @@ def _faulty(out: Path, kill_at: int, count: Path, *args: str) -> subprocess.Comp
 
 
 BASE = ["--method", "fairdarts", *TINY]
-SEARCH = [*BASE, "--epochs", "2", "--deterministic", "--seed", "3"]
+SEARCH = [*BASE, "--epochs", "1", "--deterministic", "--seed", "3"]
+
+
+def _records(run: Path) -> list[dict[str, object]]:
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def _same_run(a: Path, b: Path) -> None:
@@ -80,8 +85,7 @@ def _same_run(a: Path, b: Path) -> None:
     assert sa.keys() == sb.keys()
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
-    lines = (b / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert _records(a) == _records(b)  # the same epochs with the same numbers
 
 
 def test_a_search_killed_at_every_write_point_resumes_to_the_same_result(
@@ -90,7 +94,7 @@ def test_a_search_killed_at_every_write_point_resumes_to_the_same_result(
     ref = _faulty(tmp_path / "ref", 0, count, *SEARCH)
     assert ref.returncode == 0, ref.stderr
     writes = int(count.read_text())
-    assert writes >= 8  # config, 2 x (checkpoint, arch_history, metrics), genotype, report
+    assert writes >= 6  # config, checkpoint, arch_history, metrics, genotype, report
     for kill_at in range(1, writes + 1):
         out = tmp_path / f"cut{kill_at}"
         killed = _faulty(out, kill_at, count, *SEARCH)
@@ -139,7 +143,7 @@ def test_a_locked_run_folder_is_refused_and_a_failed_run_leaves_nothing(tmp_path
 def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "nasctl", "search", *BASE,
-                             "--epochs", "50", "--out", str(out), "--json"],
+                             "--epochs", "4", "--out", str(out), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 300
     while not (out / CHECKPOINT).exists() and time.monotonic() < deadline:

@@ -128,7 +128,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
 
 FAULTS = ROOT / "tests" / "faults.py"
 TRAIN = ["train", "DARTS_V2", "--recipe", "digits", "-C", "4", "--layers", "3",
-         "--batch-size", "8", "--epochs", "2", "--steps-per-epoch", "2", "--eval-batches", "1",
+         "--batch-size", "8", "--epochs", "1", "--steps-per-epoch", "2", "--eval-batches", "1",
          "--deterministic", "--device", "cpu"]
 
 
@@ -143,7 +143,7 @@ def test_a_run_killed_at_every_write_point_resumes_to_the_same_result(tmp_path: 
     ref = _faulty(0, count, *TRAIN, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     writes = int(count.read_text())
-    assert writes >= 7  # genotype, config, 2 x (last.pt, [best.pt], metrics), report
+    assert writes >= 5  # genotype, config, last.pt, [best.pt], metrics, report
     reference = load_checkpoint(tmp_path / "ref" / "last.pt")
     for kill_at in range(1, writes + 1):
         out = tmp_path / f"cut{kill_at}"
@@ -160,6 +160,6 @@ def test_a_run_killed_at_every_write_point_resumes_to_the_same_result(tmp_path: 
         last = load_checkpoint(out / "last.pt")
         for key, value in reference["model"].items():
             assert torch.equal(value, last["model"][key]), (kill_at, key)
-        assert [m["epoch"] for m in _metrics(out)] == [1, 2], kill_at
+        assert _metrics(out) == _metrics(tmp_path / "ref"), kill_at
         best = load_checkpoint(out / "best.pt")
         assert best["epoch"] == last["best"]["epoch"], kill_at
