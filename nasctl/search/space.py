@@ -122,12 +122,14 @@ def get_space(name: str) -> SearchSpace:
     try:
         return SPACES[name]()
     except KeyError:
-        raise NasctlError(f"unknown --space {name!r} (known: {', '.join(SPACES)})") from None
+        raise NasctlError(f"unknown --space {name!r} (known: {', '.join(space_names())})"
+                         ) from None
 
 
 def space_names() -> list[str]:
+    """Sorted: registration order depends on which module was imported first."""
     _load_builtin()
-    return list(SPACES)
+    return sorted(SPACES)
 
 
 def discretizer_for(space: SearchSpace, method: SearchMethod) -> Discretizer:
