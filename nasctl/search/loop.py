@@ -151,7 +151,7 @@ class Search:
             if self.start_epoch == 0:
                 run.write_config(self._config_doc())
             elif self.last_record is not None:  # a crash may have cut the records short
-                self._write_records(run, self.last_record)
+                self._write_records(run, self.last_record, resumed=True)
         if not self.history:
             self.history.append({"epoch": 0, **self.space.arch_record(self.model)})
         emit(RunStarted(self.start_epoch, cfg.epochs, self.steps, self.dist.world_size,
@@ -235,19 +235,21 @@ class Search:
             "rng": rng, "history": self.history, "record": metrics,
             "config": self.cfg.to_dict(), "versions": versions(),
         })
-        self._write_records(run, metrics)
+        self._write_records(run, metrics, resumed=False)
         assert self.cfg.epochs is not None
         emit(EpochDone(epoch + 1, self.cfg.epochs,
                        {k: v for k, v in metrics.items() if k != "arch_weights"}))
 
-    def _write_records(self, run: RunDir, metrics: dict[str, Any]) -> None:
-        """arch_history.json and the epoch's metrics line (unless it is already there)."""
+    def _write_records(self, run: RunDir, metrics: dict[str, Any], resumed: bool) -> None:
+        """arch_history.json and the epoch's metrics line; on resume only if a crash left
+        it out (the metrics file is read back only then)."""
         from nasctl import atomic
 
         atomic.write_json(run.file("arch_history.json"),
                           {"space": self.cfg.space, **self.space.labels(self.model),
                            "history": self.history})
-        if not any(r.get("epoch") == metrics["epoch"] for r in run.read_metrics()):
+        if not resumed or not any(r.get("epoch") == metrics["epoch"]
+                                  for r in run.read_metrics()):
             run.append_metrics(metrics)
 
     def _finish(self, run: RunDir | None, out: Path, emit: Emit) -> SearchResult:
