@@ -36,16 +36,16 @@ def child(args: argparse.Namespace) -> dict[str, object]:
 
     from nasctl.distributed import DistInfo
     from nasctl.nets.dilated import DilatedDepthwiseConv2d
-    from nasctl.search import SearchConfig
+    from nasctl.search import make_search_config
     from nasctl.search.loop import Search
 
     if args.threads:
         torch.set_num_threads(args.threads)
     naive = args.impl == "naive"
-    cfg = SearchConfig(method=args.method, channels=args.channels, layers=args.layers,
-                       batch_size=args.batch, device="cpu", channels_last=not naive,
-                       recompute=args.impl.split("+")[1] if "+" in args.impl else "off",
-                       epochs=1)
+    cfg = make_search_config(method=args.method, channels=args.channels, layers=args.layers,
+                             batch_size=args.batch, device="cpu", channels_last=not naive,
+                             recompute=args.impl.split("+")[1] if "+" in args.impl else "off",
+                             epochs=1)
     search = Search(cfg, DistInfo(), torch.device("cpu"))
     search.model.impl = "naive" if naive else "fast"
     for m in search.model.modules():

@@ -79,13 +79,13 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
 
 
 def _search(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
-    from nasctl.search import SearchConfig, run_search
+    from nasctl.search import make_search_config, run_search
 
     settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
     settings.update(config.search)
-    search_config = SearchConfig(method=config.method, dataset=config.dataset,
-                                 data_dir=config.data_dir, seed=config.seed,
-                                 device=config.device, **settings)
+    search_config = make_search_config(method=config.method, dataset=config.dataset,
+                                       data_dir=config.data_dir, seed=config.seed,
+                                       device=config.device, **settings)
     run_search(search_config, root / "search", resume=resume, on_event=emit)
 
 
@@ -160,7 +160,10 @@ def _spread(path: Path, threshold: float | None) -> dict[str, Any]:
     if threshold is None or not path.exists():
         return {}
     last = json.loads(path.read_text())["history"][-1]
-    weights = [w for cell in ("normal", "reduce") for row in last[cell] for w in row]
+    # every space records its groups' weights as lists of rows (cells: "normal" and
+    # "reduce"; the mbconv chain: "layers")
+    weights = [w for key, rows in last.items() if isinstance(rows, list)
+               for row in rows for w in row]
     return {"threshold": threshold, "ops": len(weights),
             "ops_above_threshold": sum(w >= threshold for w in weights),
             "ops_below_1_minus_threshold": sum(w <= 1 - threshold for w in weights),

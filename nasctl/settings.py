@@ -80,7 +80,9 @@ def coerce(fields: Mapping[str, Any], key: str, value: Any, where: str) -> Any:
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), kind) if union else kind
     base = typing.get_origin(base) or base
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+    listed = base in (tuple, list)  # "none" is an item of a list (the zero op), not None
+    if value is None or (optional and not listed and isinstance(value, str)
+                         and value.lower() in ("none", "null")):
         if optional:
             return None
         raise NasctlError(f"{where}: {key} cannot be empty")

@@ -1,26 +1,34 @@
-"""The seams are true: a new method and a new search space are each their own code plus a
-registration, and the one loop gives them everything (records, checkpoints, resume,
-discretization, genotype)."""
+"""The seams are true: a new method, a new search space and a new cost are each their own
+code plus a registration, and the one loop gives them everything (flags, checks, records,
+checkpoints, resume, discretization, genotype, the cost's penalty and report)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
+from nasctl.cli import app
 from nasctl.genotypes import Genotype, read_genotype
 from nasctl.nets.mbconv import ChainLayout, chain_genotype
-from nasctl.search import SearchConfig, run_search
+from nasctl.nets.units import Unit
+from nasctl.search import SearchConfig, make_search_config, run_search
+from nasctl.search.cost import COSTS, Cost
+from nasctl.search.cost import register as register_cost
 from nasctl.search.darts import DARTS_HYPER
 from nasctl.search.methods import METHODS, SearchMethod
 from nasctl.search.methods import register as register_method
+from nasctl.search.options import option
 from nasctl.search.space import SPACES, SearchSpace
 from nasctl.search.space import register as register_space
+from nasctl.settings import POSITIVE
 
 LAYOUT = ChainLayout(stem=8, first=8, stages=((8, 1, 1),), head=16)
 CHOICES = ("mbconv_k3_e3", "mbconv_k5_e3")
@@ -85,15 +93,21 @@ class _Choice:
         self.op, self.settings, self.notes = op, {"rule": rule}, []
 
 
+@dataclass(frozen=True)
+class ToyMethodOptions:
+    halve: float = option(2.0, "what the softmax is divided by", POSITIVE)
+
+
 class ToyMethod(SearchMethod):
     """Halved softmax weights; on the toy space it always keeps the 5x5 conv."""
 
     name = "toy"
+    Options = ToyMethodOptions
     default_ops = ("sep_conv_3x3", "skip_connect")
     hyper = DARTS_HYPER
 
     def activation(self, alpha: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(alpha, dim=-1) / 2
+        return torch.softmax(alpha, dim=-1) / self.config.halve
 
     def regularizer(self, model: Any) -> torch.Tensor:
         return sum(a.pow(2).sum() for a in model.arch_parameters())
@@ -104,13 +118,41 @@ class ToyMethod(SearchMethod):
         return None
 
 
+@dataclass(frozen=True)
+class ParamOptions:
+    param_target: float | None = option(None, "parameter budget in thousands", POSITIVE)
+    param_weight: float = option(1.0, "weight of the parameter penalty", POSITIVE)
+
+
+class ParamCost(Cost):
+    """A cost nasctl does not have: the final network's parameters."""
+
+    name = "params"
+    unit = "params"
+    Options = ParamOptions
+
+    @property
+    def target(self) -> float | None:
+        t = self.config.param_target
+        return None if t is None else t * 1e3
+
+    @property
+    def weight(self) -> float:
+        return float(self.config.param_weight)
+
+    def unit_cost(self, unit: Unit) -> float:
+        return float(sum(p.numel() for p in unit.build().parameters()))
+
+
 @pytest.fixture
 def toys() -> Iterator[None]:
     register_space(ToySpace)
     register_method(ToyMethod)
+    register_cost(ParamCost)
     yield
-    SPACES.pop("toy")
-    METHODS.pop("toy")
+    SPACES.unregister("toy")
+    METHODS.unregister("toy")
+    COSTS.unregister("params")
 
 
 TINY = {"batch_size": 8, "steps_per_epoch": 2, "epochs": 2, "device": "cpu"}
@@ -135,8 +177,28 @@ def test_a_toy_space_and_method_get_the_whole_loop(tmp_path: Path, toys: None) -
 
 def test_a_toy_method_on_the_cell_space_uses_the_spaces_default_rule(tmp_path: Path,
                                                                      toys: None) -> None:
-    cfg = SearchConfig(method="toy", channels=4, layers=3, **TINY)
+    cfg = make_search_config(method="toy", channels=4, layers=3, **TINY)
     result = run_search(cfg, tmp_path / "run")
     assert result.genotype.provenance["discretization"]["rule"] == "top2-edges-strongest-op"
     assert {op for _u, _v, op in result.genotype.cells["normal"].edges(data="op")} <= {
         "sep_conv_3x3", "skip_connect"}
+
+
+def test_a_toy_cost_gets_a_flag_a_penalty_and_a_report(tmp_path: Path, toys: None) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "search", "--dataset", "digits", "--method", "toy", "--halve", "4", "-C", "4",
+        "--layers", "3", "--batch-size", "8", "--steps-per-epoch", "2", "--epochs", "1",
+        "--device", "cpu", "--param-target", "1000", "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    params = next(c for c in summary["costs"] if c["cost"] == "params")
+    assert params["target"] == 1_000_000 and params["predicted"] > 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["cost_options"]["param_target"] == 1000.0
+    assert config["method_options"] == {"halve": 4.0}
+    provenance = read_genotype(out / "genotype.json").provenance["discretization"]
+    assert provenance["params_cost"] == {"param_target": 1000.0, "param_weight": 1.0}
+    refused = CliRunner().invoke(app, ["search", "--param-target", "-1", "--out",
+                                       str(tmp_path / "bad")])
+    assert "the params cost: param_target must be > 0" in str(refused.exception)

@@ -14,8 +14,11 @@ from nasctl.cli import app
 from nasctl.genotypes import read_genotype
 from nasctl.nets import build_network
 from nasctl.nets.counting import count_macs
+from nasctl.nets.chain_units import ChainDeployment
 from nasctl.nets.mbconv import ChainLayout, chain_macs
-from nasctl.search.mbconv import MacBudget, MBConvSupernet
+from nasctl.search.cost import BoundCost
+from nasctl.search.macs import MacCost, MacOptions
+from nasctl.search.mbconv import MBConvSpace, MBConvSupernet
 from nasctl.search.methods import get_method
 
 # 5 searchable layers: 8->8 s2, 8->8, 8->16 s2, 16->16, 16->24 (skip allowed at 1 and 3)
@@ -36,6 +39,12 @@ def test_candidates_and_forward() -> None:
     assert not arch & {id(p) for p in net.weight_parameters()}
 
 
+def _macs(target: float | None = None, resolution: int = 64) -> BoundCost:
+    """The MAC cost of the TINY chain's final network at ``resolution``, 10 classes."""
+    cost = MacCost(MacOptions(mac_target=target))
+    return cost.bind(ChainDeployment(TINY, resolution, 10))
+
+
 def test_expected_macs_is_exact_for_one_hot_weights() -> None:
     net = _net(activation=lambda a: a)  # weights = alphas, so one-hot alphas pick a layer
     with torch.no_grad():
@@ -44,21 +53,24 @@ def test_expected_macs_is_exact_for_one_hot_weights() -> None:
             alpha[pick] = 1.0
     g = net.discretize()
     assert g.cells["chain"].nodes[2]["op"] == "skip"  # chain node = searchable layer + 1
-    expected = net.expected_macs(resolution=64, num_classes=10).item()
-    assert expected == chain_macs(g.cells["chain"], 64, 10)
+    bound = _macs()
+    expected = bound.expected(MBConvSpace().groups(net)).item()
+    assert expected == chain_macs(g.cells["chain"], 64, 10) == bound.predict(g)
     counted = count_macs(build_network(g, dataset="digits"), 64).convfc
     assert counted == chain_macs(g.cells["chain"], 64, 10)
 
 
 def test_mac_penalty_pulls_expected_macs_towards_the_target() -> None:
     net = _net()
-    start = net.expected_macs().item()
+    groups = MBConvSpace().groups
+    start = _macs().expected(groups(net)).item()
+    bound = _macs(target=0.5 * start / 1e6)
     opt = torch.optim.Adam(net.arch_parameters(), lr=0.1)
     for _ in range(20):
         opt.zero_grad()
-        net.macs_penalty(MacBudget(target=0.5 * start, weight=1.0)).backward()
+        bound.penalty(groups(net)).backward()
         opt.step()
-    assert net.expected_macs().item() < 0.95 * start
+    assert bound.expected(groups(net)).item() < 0.95 * start
     # cheaper choices won: expansion 3 and skips rather than expansion 6
     assert all(op.endswith("_e3") or op == "skip" for op in net.strongest_ops())
 
@@ -94,18 +106,17 @@ def test_discretization_keeps_the_strongest_choice_and_skip_where_it_wins() -> N
 
 def test_the_shared_loop_searches_the_chain(tmp_path: Path) -> None:
     from nasctl.runs import EpochDone, RunDone, RunStarted, RunWarning, StepDone
-    from nasctl.search import SearchConfig, run_search
+    from nasctl.search import make_search_config, run_search
 
-    cfg = SearchConfig(space="mbconv", width_mult=0.25, epochs=1, batch_size=8,
-                       steps_per_epoch=2, macs_target=20.0, macs_resolution=32,
-                       macs_classes=10, device="cpu", method_options={"w01": 5.0})
+    cfg = make_search_config(space="mbconv", width_mult=0.25, epochs=1, batch_size=8,
+                             steps_per_epoch=2, mac_target=20.0, deploy_resolution=32,
+                             deploy_classes=10, device="cpu", w01=5.0)
     events: list[object] = []
     result = run_search(cfg, tmp_path / "run", on_event=events.append)
     kinds = [type(e) for e in events if not isinstance(e, RunWarning)]
     assert kinds == [RunStarted, StepDone, EpochDone, RunDone]
     step, epoch = (e for e in events if isinstance(e, StepDone | EpochDone))
     assert {"weight_loss", "arch_loss"} <= set(step.values) and "arch_acc" in epoch.metrics
-    assert any("MACs against the 20.0M target" in note for note in result.notes)
     genotype = read_genotype(tmp_path / "run" / "genotype.json")
     assert genotype.search_space == "mbconv-chain"
     assert genotype.provenance["method"] == "fairdarts"
@@ -113,16 +124,19 @@ def test_the_shared_loop_searches_the_chain(tmp_path: Path) -> None:
     assert rule["threshold"] == 0.85 and rule["w01"] == 5.0  # the method's rule and options
     assert "reaching the threshold" in rule["rule"]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["macs"] == result.report["macs"] == chain_macs(genotype.cells["chain"], 32, 10)
-    assert report["macs_vs_target"] == report["macs"] / 20e6
+    (macs,) = [c for c in report["costs"] if c["cost"] == "macs"]
+    assert macs["target"] == 20e6 and macs["meets_target"] == (macs["predicted"] <= 22e6)
+    assert macs["predicted"] == result.costs[0].predicted == chain_macs(genotype.cells["chain"],
+                                                                        32, 10)
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert config["method_options"]["w01"] == 5.0 and config["space"] == "mbconv"
+    assert config["space_options"]["deploy_resolution"] == 32
     net = build_network(genotype, dataset="digits")
-    assert count_macs(net, 32).convfc == report["macs"]
+    assert count_macs(net, 32).convfc == macs["predicted"]
     out = CliRunner().invoke(app, ["validate", str(tmp_path / "run" / "genotype.json"),
                                    "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)[0]["macs"] == report["macs"]
+    assert json.loads(out.stdout)[0]["macs"] == macs["predicted"]
 
 
 def test_fairdarts_chain_rule_keeps_the_strongest_candidate_at_the_threshold() -> None:

@@ -23,7 +23,7 @@ from nasctl.errors import TrainingDiverged
 from nasctl.genotypes import read_genotype
 from nasctl.nets import build_network
 from nasctl.runs import EpochDone, RunDir, load_checkpoint, open_run
-from nasctl.search import SearchConfig
+from nasctl.search import SearchConfig, make_search_config
 from nasctl.search.loop import CHECKPOINT, Search
 
 TINY = ["--dataset", "digits", "-C", "4", "--layers", "3", "--batch-size", "8",
@@ -158,8 +158,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
-    config = SearchConfig(method="darts", channels=4, layers=3, batch_size=8,
-                          steps_per_epoch=2, epochs=3, device="cpu")
+    config = make_search_config(method="darts", channels=4, layers=3, batch_size=8,
+                                steps_per_epoch=2, epochs=3, device="cpu")
     search = Search(config, DistInfo(), torch.device("cpu"))
 
     def poison(event: object) -> None:
@@ -177,12 +177,12 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
 DDP_SCRIPT = """
 import json, os, sys
 import torch
-from nasctl.search import SearchConfig, run_search
+from nasctl.search import make_search_config, run_search
 torch.set_num_threads(1)
 out, space = sys.argv[1], sys.argv[2]
 size = {"channels": 4, "layers": 3} if space == "cell" else {"width_mult": 0.25}
-cfg = SearchConfig(method="fairdarts", space=space, batch_size=8, steps_per_epoch=2, epochs=1,
-                   device="cpu", **size)
+cfg = make_search_config(method="fairdarts", space=space, batch_size=8, steps_per_epoch=2,
+                         epochs=1, device="cpu", **size)
 result = run_search(cfg, out)
 json.dump(result.alphas, open(f"{out}/alphas_rank{os.environ['RANK']}.json", "w"))
 """
@@ -213,8 +213,8 @@ def test_search_augmentation_is_recorded(tmp_path: Path) -> None:
     method = get_method("fairdarts")
     assert SearchConfig(dataset="cifar10").resolved(method).augment is True  # official
     assert SearchConfig(dataset="digits").resolved(method).augment is False
-    cfg = SearchConfig(method="fairdarts", channels=4, layers=3, batch_size=8,
-                       steps_per_epoch=1, epochs=1, device="cpu", augment=True)
+    cfg = make_search_config(method="fairdarts", channels=4, layers=3, batch_size=8,
+                             steps_per_epoch=1, epochs=1, device="cpu", augment=True)
     run_search(cfg, tmp_path / "run")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["augment"] is True

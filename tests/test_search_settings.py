@@ -35,15 +35,28 @@ BAD_FLAGS = [
     (["--amp", "fp8"], "amp must be one of off, bf16, fp16"),
     (["--recompute", "sometimes"], "recompute must be one of"),
     (["--space", "mbconv", "--width-mult", "0"], "width_mult must be > 0"),
-    (["--space", "mbconv", "--macs-target", "-5"], "macs_target must be > 0"),
-    (["--space", "mbconv", "--layout", "tiny"], "unknown layout 'tiny'"),
+    (["--space", "mbconv", "--macs-target", "-5"], "mac_target must be > 0"),
+    (["--mac-target", "0"], "mac_target must be > 0"),
+    (["--space", "mbconv", "--layers", "5"], "--layers does not apply to --method fairdarts "
+     "and --space mbconv"),
+    (["--space", "mbconv", "--ops", "sep_conv_3x3"], "--ops does not apply"),
+    (["--ops", "none"], "ops must name at least one op other than none"),
+    (["--set", "ops=,,"], "ops must name at least one op other than none"),
+    (["--ops", "sep_conv_3x3,sep_conv_3x3"], "ops names sep_conv_3x3 more than once"),
+    (["-C", "100000"], "channels must be >= 1 and <= 1024"),
+    (["--layers", "5000"], "layers must be >= 3 and <= 100"),
+    (["--epochs", "1000000000000000000000000"], "epochs must be >= 1 and <= 100000"),
+    (["--seed", "99999999999999999999"], "seed must be >= 0 and <= 4294967295"),
+    (["--lr", "0.1", "--set", "lr=0.2"], "--set lr=... and its flag --lr are both given"),
+    (["--latency-target", "5"], "--latency-target needs --latency-table"),
+    (["--space", "mbconv", "--layout", "tiny"], "layout must be one of proxyless-s2"),
     (["--seed", "-1"], "seed must be >= 0"),
     (["--set", "bogus=1"], "unknown setting 'bogus'"),
     (["--set", "lr=fast"], "lr must be float"),
-    (["--method", "darts", "--w01", "1"], "--w01 do not apply to --method darts"),
-    (["--threshold", "2"], "--threshold must be between 0 and 1"),
-    (["--set", "method_options={}"], "method_options must be dict"),
-    (["--loss01", "l3"], "--loss01 must be l2 or l1"),
+    (["--method", "darts", "--w01", "1"], "--w01 does not apply to --method darts"),
+    (["--threshold", "2"], "threshold must be > 0 and < 1"),
+    (["--set", "method_options={}"], "method_options must be a table of settings"),
+    (["--loss01", "l3"], "loss01 must be one of l2, l1"),
 ]
 
 
@@ -80,7 +93,7 @@ def test_a_config_file_and_set_are_merged_and_checked(tmp_path: Path) -> None:
     path.write_text('method = "darts"\nchannels = 6\nepochs = 3\n'
                     '[method_options]\nunrolled = true\n')
     cfg = resolve_search_config(path, {"epochs": 4})
-    assert (cfg.method, cfg.channels, cfg.epochs) == ("darts", 6, 4)
+    assert (cfg.method, cfg.space_options["channels"], cfg.epochs) == ("darts", 6, 4)
     assert cfg.method_options == {"unrolled": True}
     path.write_text("epochs = 0\n")
     with pytest.raises(NasctlError, match="epochs must be >= 1"):

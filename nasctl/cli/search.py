@@ -1,10 +1,18 @@
 """`nasctl search`: differentiable architecture search (FairDARTS, iDARTS, DARTS) in any
-registered search space."""
+registered search space, optionally aiming at a MAC or latency target.
+
+The command's flags are generated from the declarations (:mod:`nasctl.search.options`):
+the shared settings of :class:`~nasctl.search.SearchConfig` and every registered
+method's, space's and cost's ``Options``. A new plugin's settings appear here without
+touching this file. The command is built on first use, so other commands do not import
+torch to start.
+"""
 
 from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,181 +24,157 @@ from nasctl.cli._out import EpochProgress, console, err_console, print_json
 from nasctl.errors import NasctlError
 from nasctl.runs import EpochDone, RunEvent, RunStarted, RunWarning, StepDone
 
-# Flags that are method options: (flag, constructor keyword). The method's constructor
-# says which ones it takes; giving one it does not take is an error.
-METHOD_FLAGS = {"w01": "--w01", "loss01": "--loss01", "discretization": "--discretization",
-                "threshold": "--threshold", "edge_k": "--edge-k", "node_norm": "--node-norm",
-                "decorrelation": "--decorrelation", "gs_order": "--gs-order",
-                "decorrelate_over": "--decorrelate-over", "similarity": "--similarity",
-                "node_output": "--node-output", "unrolled": "--unrolled"}
-SIZE_FLAGS = ("channels", "layers", "epochs", "batch_size", "steps_per_epoch", "width_mult")
+HELP = """Search an architecture with METHOD in SPACE; writes genotype.json, config.json,
+metrics.jsonl, arch_history.json, checkpoint.pt, plots and report.json to --out.
+
+With --mac-target or --latency-target (and --latency-table) the search aims at that cost
+of the final network at its deployment settings. Under `torchrun --nproc-per-node N -m
+nasctl search ...` it runs data-parallel."""
+
+RESUME_HELP = ("continue the search in --out from its last checkpoint with its saved "
+               "settings; only runtime settings (--device, --data-dir, --download, "
+               "--num-workers, --channels-last, --recompute) may be given, anything else "
+               "that differs is refused (the rule nasctl train --resume follows)")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("search")(search_cmd)
+    @app.command("search", help=HELP, add_help_option=False,
+                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def search(ctx: typer.Context) -> None:
+        command = typer.main.get_command(_search_app())
+        command.main(args=list(ctx.args), prog_name="nasctl search", standalone_mode=False)
+
+
+def _search_app() -> typer.Typer:
+    inner = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                        rich_markup_mode=None,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+    inner.command(help=HELP)(_generated_command())
+    return inner
 
 
 def _opt(help_: str, *names: str, hidden: bool = False) -> Any:
     return typer.Option(*names, help=help_, show_default=False, hidden=hidden)
 
 
-def search_cmd(
-    out: Annotated[Path, _opt("run folder", "--out", "-o")],
-    method: Annotated[str | None, _opt("fairdarts (default), idarts or darts",
-                                       "--method")] = None,
-    space: Annotated[str | None, _opt("cell (DARTS cells, default) or mbconv (FairDARTS's "
-                                      "MobileNetV2-like chain)", "--space")] = None,
-    config: Annotated[Path | None, _opt("TOML/JSON (or YAML with PyYAML) file of "
-                                        "settings (see nasctl.search.SearchConfig)",
-                                        "--config")] = None,
-    set_: Annotated[list[str] | None, _opt("any setting, KEY=VALUE (repeatable)",
-                                           "--set")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="continue the search in --out from its last checkpoint with its "
-        "saved settings; only runtime settings (--device, --data-dir, --download, "
-        "--num-workers, --channels-last, --recompute) may be given, anything else that "
-        "differs is refused (the rule nasctl train --resume follows)")] = False,
-    dataset: Annotated[str | None, _opt("digits (default), cifar10, cifar100, imagenet",
-                                        "--dataset")] = None,
-    data_dir: Annotated[str | None, _opt("folder holding the dataset", "--data-dir")] = None,
-    download: Annotated[bool | None, _opt("download CIFAR if missing (needs a network)",
-                                          "--download")] = None,
-    train_portion: Annotated[float | None, _opt("share of the training set for weights "
-                                                "(rest: architecture), default 0.5",
-                                                "--train-portion")] = None,
-    augment: Annotated[bool | None, _opt(
-        "read both search halves with the training augmentation (default: on, as the "
-        "official searches; off for digits)", "--augment/--no-augment")] = None,
-    ops: Annotated[str | None, _opt("cell: comma-separated candidate ops (default: the "
-                                    "method's)", "--ops")] = None,
-    channels: Annotated[int | None, _opt("cell: initial channels C (default 16)", "--channels",
-                                         "-C")] = None,
-    channels_alias: Annotated[int | None, _opt("", "--init-channels", "--C",
-                                               hidden=True)] = None,
-    layers: Annotated[int | None, _opt("cell: cells (default 8)", "--layers")] = None,
-    nodes: Annotated[int | None, _opt("cell: intermediate nodes per cell (default 4)",
-                                      "--nodes")] = None,
-    recompute: Annotated[str | None, _opt(
-        "cell: recompute edges in backward: off, full-res (cells up to the first "
-        "reduction), all; auto (default) = full-res on CPU, off on CUDA", "--recompute")] = None,
-    layout: Annotated[str | None, _opt("mbconv: chain layout (proxyless-s2)",
-                                       "--layout")] = None,
-    width_mult: Annotated[float | None, _opt("mbconv: width multiplier (default 1)",
-                                             "--width-mult")] = None,
-    macs_target: Annotated[float | None, _opt("mbconv: MAC budget in millions (e.g. 386), "
-                                              "a differentiable penalty",
-                                              "--macs-target")] = None,
-    macs_weight: Annotated[float | None, _opt("mbconv: weight of the MAC penalty (default 1)",
-                                              "--macs-weight")] = None,
-    macs_resolution: Annotated[int | None, _opt("mbconv: input size the budget refers to "
-                                                "(default 224)", "--macs-resolution")] = None,
-    batch_size: Annotated[int | None, _opt("batch size per step and half (default: the "
-                                           "method's: fairdarts 128, darts/idarts 64)",
-                                           "--batch-size")] = None,
-    epochs: Annotated[int | None, _opt("epochs (default 50)", "--epochs")] = None,
-    lr: Annotated[float | None, _opt("weight learning rate (cosine-annealed)", "--lr")] = None,
-    lr_min: Annotated[float | None, _opt("final weight learning rate", "--lr-min")] = None,
-    arch_lr: Annotated[float | None, _opt("architecture (Adam) learning rate",
-                                          "--arch-lr")] = None,
-    weight_decay: Annotated[float | None, _opt("weight decay", "--weight-decay")] = None,
-    grad_clip: Annotated[float | None, _opt("weight gradient clip norm", "--grad-clip")] = None,
-    w01: Annotated[float | None, _opt("fairdarts: zero-one loss weight (default 10)",
-                                      "--w01")] = None,
-    loss01: Annotated[str | None, _opt("fairdarts: l2 (default) or l1", "--loss01")] = None,
-    discretization: Annotated[str | None, _opt("fairdarts: sparse (default) or edge",
-                                               "--discretization")] = None,
-    threshold: Annotated[float | None, _opt("fairdarts: sigmoid threshold (default 0.85)",
-                                            "--threshold")] = None,
-    edge_k: Annotated[int | None, _opt("fairdarts edge: ops kept per edge at most (the "
-                                       "official rule keeps 2)", "--edge-k")] = None,
-    node_norm: Annotated[str | None, _opt("idarts: bn (default), rms or none",
-                                          "--node-norm")] = None,
-    decorrelation: Annotated[str | None, _opt("idarts: lstsq (default), gram-schmidt or none",
-                                              "--decorrelation")] = None,
-    gs_order: Annotated[str | None, _opt("idarts gram-schmidt: alpha (default) or index",
-                                         "--gs-order")] = None,
-    decorrelate_over: Annotated[str | None, _opt(
-        "idarts: decorrelate an op against the ops of all its node's in-edges (node, "
-        "default) or of its own edge (edge)", "--decorrelate-over")] = None,
-    similarity: Annotated[str | None, _opt("idarts: cosine (default) or inner (product) of "
-                                           "node and decorrelated op output",
-                                           "--similarity")] = None,
-    node_output: Annotated[str | None, _opt("idarts: score against the node before "
-                                            "(pre-norm, default) or after (post-norm) node "
-                                            "normalization", "--node-output")] = None,
-    probe_batches: Annotated[int | None, _opt("idarts: held-out batches for decorrelation "
-                                              "(default 4)", "--probe-batches")] = None,
-    unrolled: Annotated[bool | None, _opt("darts: second-order architecture gradient",
-                                          "--unrolled")] = None,
-    seed: Annotated[int | None, _opt("random seed (default 0)", "--seed")] = None,
-    deterministic: Annotated[bool | None, _opt("deterministic algorithms",
-                                               "--deterministic")] = None,
-    device: Annotated[str | None, _opt("auto (default), cpu, cuda, cuda:N", "--device")] = None,
-    amp: Annotated[str | None, _opt("off (default), bf16, fp16 (CUDA only)", "--amp")] = None,
-    channels_last: Annotated[bool | None, _opt("NHWC tensors (default on; faster on CPU and "
-                                               "CUDA)", "--channels-last/--no-channels-last")
-                             ] = None,
-    num_workers: Annotated[int | None, _opt("data loader workers (default 0)", "--num-workers",
-                                            "--workers")] = None,
-    steps_per_epoch: Annotated[int | None, _opt("limit steps per epoch", "--steps-per-epoch")
-                               ] = None,
-    limit_batches: Annotated[int | None, _opt("", "--limit-batches", hidden=True)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="no progress; one JSON summary on "
-                                          "stdout")] = False,
-) -> None:
-    """Search an architecture with METHOD in SPACE; writes genotype.json, config.json,
-    metrics.jsonl, arch_history.json, checkpoint.pt, plots and report.json to --out.
+def _cli_type(kind: Any) -> Any:
+    """The type typer parses a declared setting as (lists as comma-separated text)."""
+    args = [a for a in getattr(kind, "__args__", ()) if a is not type(None)]
+    base = args[0] if args else kind
+    base = getattr(base, "__origin__", base)
+    return str if base in (tuple, list) else base
 
-    Under `torchrun --nproc-per-node N -m nasctl search ...` it runs data-parallel."""
+
+def declared_flags() -> list[Any]:
+    """Every setting the command takes: the shared ones, then each method's, space's and
+    cost's, each name once (the first declaration's help names its owner)."""
+    from nasctl.search.config import CONFIG_SPECS
+    from nasctl.search.cost import COSTS
+    from nasctl.search.methods import METHODS
+    from nasctl.search.space import SPACES
+
+    seen: dict[str, Any] = {}
+    for spec in [s for s in CONFIG_SPECS if s.cli] + METHODS.all_specs() \
+            + SPACES.all_specs() + COSTS.all_specs():
+        seen.setdefault(spec.name, spec)
+    return list(seen.values())
+
+
+def _help(spec: Any, shared: bool) -> str:
+    owner = "" if shared else spec.owner.removeprefix("--").replace(" ", " ", 1) + ": "
+    default = spec.default
+    if default is None or spec.is_bool:
+        return owner + spec.help
+    shown = ",".join(default) if isinstance(default, tuple) else default
+    return f"{owner}{spec.help} (default {shown})"
+
+
+def _generated_command() -> Any:
+    from nasctl.search.config import FIELDS
+
+    specs = declared_flags()
+    fixed = [
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY,
+                          annotation=Annotated[Path, _opt("run folder", "--out", "-o")]),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[Path | None, _opt(
+                              "TOML/JSON (or YAML with PyYAML) file of settings, named as "
+                              "the flags are (channels = 8, w01 = 5)", "--config")]),
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[list[str] | None, _opt(
+                              "any setting, KEY=VALUE (repeatable)", "--set")]),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option("--resume",
+                                                                  help=RESUME_HELP)]),
+        inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(
+                              "--json", help="no progress; one JSON summary on stdout")]),
+    ]
+    declared, aliases = [], {}
+    for spec in specs:
+        names = [spec.flag] + ([spec.short] if spec.short else [])
+        declared.append(inspect.Parameter(
+            spec.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[_cli_type(spec.type) | None,
+                                 _opt(_help(spec, spec.name in FIELDS), *names)]))
+        for i, alias in enumerate(spec.aliases):
+            key = f"{spec.name}__alias{i}"
+            aliases[key] = spec.name
+            declared.append(inspect.Parameter(
+                key, inspect.Parameter.KEYWORD_ONLY, default=None,
+                annotation=Annotated[_cli_type(spec.type) | None, _opt("", alias, hidden=True)]))
+
+    def search_cmd(**kwargs: Any) -> None:
+        flags: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key in ("out", "config", "set_", "resume", "as_json") or value is None:
+                continue
+            flags.setdefault(aliases.get(key, key), value)
+        _run(kwargs["out"], kwargs["config"], kwargs["set_"] or [], kwargs["resume"],
+             kwargs["as_json"], flags)
+
+    search_cmd.__signature__ = inspect.Signature(fixed + declared)  # type: ignore[attr-defined]
+    return search_cmd
+
+
+def _assignments(items: list[str], flags: dict[str, Any]) -> dict[str, str]:
+    """``--set KEY=VALUE`` as raw text (typed where the setting is declared). A setting
+    given both as a flag and with ``--set`` is refused: neither silently wins."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise NasctlError(f"--set {item!r}: expected KEY=VALUE")
+        if key in flags:
+            raise NasctlError(f"--set {key}=... and its flag --{key.replace('_', '-')} are both "
+                              "given; give one")
+        out[key] = value.strip()
+    return out
+
+
+def _run(out: Path, config: Path | None, set_: list[str], resume: bool, as_json: bool,
+         flags: dict[str, Any]) -> None:
     from nasctl.search import (
         resolve_search_config,
         resume_search_config,
         run_search,
         saved_search_config,
     )
-    from nasctl.search.config import FIELDS
-    from nasctl.settings import parse_assignments
 
-    given = {
-        "method": method, "space": space, "dataset": dataset, "data_dir": data_dir,
-        "download": download, "train_portion": train_portion, "augment": augment,
-        "ops": ops, "channels": channels if channels is not None else channels_alias,
-        "layers": layers, "nodes": nodes, "recompute": recompute, "layout": layout,
-        "width_mult": width_mult, "macs_target": macs_target, "macs_weight": macs_weight,
-        "macs_resolution": macs_resolution, "batch_size": batch_size, "epochs": epochs,
-        "lr": lr, "lr_min": lr_min, "arch_lr": arch_lr, "weight_decay": weight_decay,
-        "grad_clip": grad_clip, "probe_batches": probe_batches, "seed": seed,
-        "deterministic": deterministic, "device": device, "amp": amp,
-        "channels_last": channels_last, "num_workers": num_workers,
-        "steps_per_epoch": steps_per_epoch if steps_per_epoch is not None else limit_batches,
-    }
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    overrides.update(parse_assignments(set_ or [], FIELDS))
-    flags = {"w01": w01, "loss01": loss01, "discretization": discretization,
-             "threshold": threshold, "edge_k": edge_k, "node_norm": node_norm,
-             "decorrelation": decorrelation, "gs_order": gs_order,
-             "decorrelate_over": decorrelate_over, "similarity": similarity,
-             "node_output": node_output, "unrolled": unrolled}
+    overrides = {**flags, **_assignments(set_, flags)}
     if resume:
         if config is not None:
             raise NasctlError("--resume uses the saved run's settings; drop --config")
-        saved = saved_search_config(out)
-        options = _method_options(str(saved.get("method")), flags)
-        if options:
-            overrides["method_options"] = options
-        cfg = resume_search_config(saved, overrides)
+        cfg = resume_search_config(saved_search_config(out), overrides)
     else:
-        from_file = resolve_search_config(config, {}) if config is not None else None
-        method_name = overrides.get("method", from_file.method if from_file else "fairdarts")
-        options = _method_options(str(method_name), flags)
-        if options:
-            file_options = from_file.method_options if from_file else {}
-            overrides["method_options"] = {**file_options, **options}
         cfg = resolve_search_config(config, overrides)
-        if cfg.dataset == "digits" and not any(k in overrides for k in SIZE_FLAGS):
-            err_console.print("warning: no size flags: the method's paper settings (C=16, 8 "
-                              "cells, 50 epochs) are slow on a CPU; try -C 8 --layers 5 "
-                              "--epochs 10", highlight=False)
+        if cfg.dataset == "digits" and cfg.space == "cell" and cfg.epochs is None \
+                and cfg.space_options.get("channels", 16) == 16 \
+                and cfg.space_options.get("layers", 8) == 8:
+            err_console.print("warning: the method's paper sizes (C=16, 8 cells, 50 epochs) "
+                              "are slow on a CPU; try -C 8 --layers 5 --epochs 10",
+                              highlight=False, soft_wrap=True)
     main = int(os.environ.get("RANK", "0")) == 0
     warned: set[str] = set()
     if as_json or not main:
@@ -203,76 +187,95 @@ def search_cmd(
         return
     from nasctl.search import get_space
 
-    summary = {
-        "run_dir": str(result.run_dir), "space": cfg.space, "method": cfg.method,
-        "dataset": cfg.dataset, "epochs": result.epochs_run, "genotype": result.genotype.name,
-        "hash": result.genotype.content_hash(), **get_space(cfg.space).describe(result.genotype),
-        "fallback": result.fallback, **result.report, "files": result.files,
-        "notes": result.notes,
-    }
+    described = get_space(cfg.space, result.config.space_options).describe(result.genotype)
     if as_json:
-        print_json(summary)
+        print_json(summary_doc(result, described))
         return
-    _print_summary(summary, f"search: {cfg.method} on {cfg.dataset}, {cfg.space} space", warned)
+    _print_summary(result, described, f"search: {cfg.method} on {cfg.dataset}, "
+                                      f"{cfg.space} space", warned)
 
 
-def _method_options(method: str, flags: dict[str, Any]) -> dict[str, Any]:
-    """The given method flags, checked against what the method's constructor takes."""
-    from nasctl.search.methods import METHODS, method_names
-
-    given = {k: v for k, v in flags.items() if v is not None}
-    if method not in method_names():
-        return given  # the config check names the unknown method
-    accepted = inspect.signature(METHODS[method]).parameters
-    foreign = [METHOD_FLAGS[k] for k in given if k not in accepted]
-    if foreign:
-        raise NasctlError(f"{', '.join(foreign)} do not apply to --method {method}")
-    return given
+def summary_doc(result: Any, described: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` summary of a finished search."""
+    cfg = result.config
+    return {"run_dir": str(result.run_dir), "space": cfg.space, "method": cfg.method,
+            "dataset": cfg.dataset, "epochs": result.epochs_run,
+            "genotype": result.genotype.name, "hash": result.genotype.content_hash(),
+            **described, "fallback": result.fallback,
+            "costs": [c.to_dict() for c in result.costs], "files": result.files,
+            "notes": result.notes}
 
 
-def _print_summary(summary: dict[str, Any], title: str, warned: set[str]) -> None:
+def _print_summary(result: Any, described: dict[str, Any], title: str,
+                   warned: set[str]) -> None:
     table = Table(title=title, box=box.SIMPLE_HEAD, show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")
-    for name, edges in summary.get("cells", {}).items():
+    for name, edges in described.get("cells", {}).items():
         table.add_row(name, ", ".join(f"{op} {u}->{v}" for op, u, v in edges))
-    if "layers" in summary:
-        table.add_row("layers", ", ".join(summary["layers"]))
-    if summary.get("macs") is not None:
-        table.add_row(f"MACs at {summary['macs_resolution']}px", f"{summary['macs']:,}")
-    if summary["fallback"]:
-        table.add_row("fallback", "the rule kept nothing in " + ", ".join(summary["fallback"])
+    if "layers" in described:
+        table.add_row("layers", ", ".join(described["layers"]))
+    for cost in result.costs:
+        table.add_row(cost.cost, _cost_line(cost))
+    if result.fallback:
+        table.add_row("fallback", "the rule kept nothing in " + ", ".join(result.fallback)
                       + "; the strongest op decided there")
-    for key, path in summary["files"].items():
+    for key, path in result.files.items():
         table.add_row(key, path)
     console.print(table)
-    for note in summary["notes"]:
+    for note in result.notes:
         if note not in warned:  # a warning shown during the run is not repeated
-            err_console.print(f"note: {note}", highlight=False)
+            err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def _cost_line(cost: Any) -> str:
+    def fmt(value: float) -> str:
+        return f"{value / 1e6:,.1f}M" if cost.unit == "MACs" else f"{value:,.3f} {cost.unit}"
+
+    parts = [f"predicted {fmt(cost.predicted)}"]
+    if cost.measured is not None:
+        parts.append(f"measured {fmt(cost.measured)} ({cost.error_pct:+.1f}%)")
+    if cost.target is not None:
+        parts.insert(0, f"target {fmt(cost.target)}")
+        parts.append("meets it" if cost.meets_target else "MISSES it")
+    if cost.repair is not None and cost.repair.swaps:
+        parts.append(f"repaired by {len(cost.repair.swaps)} swaps")
+    return ", ".join(parts)
 
 
 class _SearchProgress(EpochProgress):
-    """A rich progress display fed by the search loop's events."""
+    """Progress on stderr: rich bars on a terminal, otherwise one line per epoch (a search
+    under nohup is not silent for hours)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.lines = not err_console.is_terminal
+        super().__init__(err_console, disable=self.lines)
         self.warned: set[str] = set()
 
     def on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunStarted):
             self.bar.update(self.epochs, total=event.epochs, completed=event.epoch)
             self.bar.update(self.steps, total=event.steps, completed=0)
-            if event.resumed:
-                self.bar.console.print(f"resuming after epoch {event.epoch}")
+            if event.resumed or self.lines:
+                self._line(f"search: {'resuming after' if event.resumed else 'starting at'} "
+                           f"epoch {event.epoch}/{event.epochs}, {event.steps} steps an epoch")
         elif isinstance(event, StepDone):
             self.bar.update(self.steps, completed=event.step, description=f"epoch {event.epoch}",
                             info=f"arch {event.values['arch_loss']:.3f}  weight "
                                  f"{event.values['weight_loss']:.3f}")
         elif isinstance(event, EpochDone):
-            self.bar.update(self.epochs, completed=event.epoch,
-                            info=f"weight acc {100 * event.metrics['weight_acc']:.1f}%  arch "
-                                 f"acc {100 * event.metrics['arch_acc']:.1f}%")
+            info = (f"weight acc {100 * event.metrics['weight_acc']:.1f}%  arch "
+                    f"acc {100 * event.metrics['arch_acc']:.1f}%")
+            for name, c in event.metrics.get("costs", {}).items():
+                if c.get("target") is not None:
+                    info += f"  {name} {c['predicted']:.4g}/{c['target']:.4g}"
+            self.bar.update(self.epochs, completed=event.epoch, info=info)
             self.bar.update(self.steps, completed=0)
+            if self.lines:
+                self._line(f"search: epoch {event.epoch}/{event.epochs}  {info}")
         elif isinstance(event, RunWarning) and event.message not in self.warned:
             self.warned.add(event.message)  # each warning once, on stderr
-            err_console.print(f"[yellow]warning:[/] epoch {event.epoch}: {event.message}")
+            self._line(f"warning: epoch {event.epoch}: {event.message}")
+
+    def _line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)

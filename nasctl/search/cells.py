@@ -3,47 +3,147 @@ discretized into a ``darts-cell`` genotype."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nasctl.search.discretize import build_genotype
+from nasctl.search.discretize import CellChoice, build_genotype
 from nasctl.search.methods import Discretized
-from nasctl.search.space import Discretizer, SearchSpace, register
-from nasctl.search.supernet import SearchNetwork
+from nasctl.search.options import option
+from nasctl.search.space import ChoiceGroup, Discretizer, SearchSpace, register
+from nasctl.search.supernet import SearchNetwork, edge_list
+from nasctl.settings import Rule
 
 if TYPE_CHECKING:
     from nasctl.genotypes import Genotype
+    from nasctl.nets.units import Deployment
     from nasctl.search.config import SearchConfig
     from nasctl.search.methods import SearchMethod
 
 CELLS = ("normal", "reduce")
+RECOMPUTE_CHOICES = ("auto", "off", "full-res", "all")
+DEPLOY_DATASETS = ("cifar10", "cifar100", "imagenet", "digits")
+MAX_CHANNELS = 1024
+MAX_LAYERS = 100
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    ops: tuple[str, ...] | None = option(None, "comma-separated candidate ops (default: the "
+                                         "method's)")
+    channels: int = option(16, "initial channels C of the supernet",
+                           Rule(low=1, high=MAX_CHANNELS), short="-C",
+                           aliases=("--init-channels", "--C"))
+    layers: int = option(8, "cells of the supernet", Rule(low=3, high=MAX_LAYERS))
+    nodes: int = option(4, "intermediate nodes per cell", Rule(low=1, high=16))
+    recompute: str = option("auto", "recompute edges in backward: off, full-res (cells up to "
+                            "the first reduction), all; auto = full-res on CPU, off on CUDA",
+                            Rule(choices=RECOMPUTE_CHOICES), runtime=True)
+    deploy_dataset: str | None = option(None, "the final network the costs price: its "
+                                        "dataset's settings (default: cifar10, or the search "
+                                        "dataset when it is cifar100 or imagenet)",
+                                        Rule(choices=DEPLOY_DATASETS))
+    deploy_channels: int | None = option(None, "the final network's C (default: its "
+                                         "dataset's)", Rule(low=1, high=MAX_CHANNELS))
+    deploy_layers: int | None = option(None, "the final network's cells (default: its "
+                                       "dataset's)", Rule(low=3, high=MAX_LAYERS))
+
+
+def deploy_dataset(search_dataset: str, given: str | None) -> str:
+    """The dataset whose final-network settings a search prices by default."""
+    if given is not None:
+        return given
+    return search_dataset if search_dataset in ("cifar100", "imagenet") else "cifar10"
 
 
 @register
 class CellSpace(SearchSpace):
     name = "cell"
     help = "DARTS cells"
+    Options = CellOptions
+
+    def resolved_options(self, method: SearchMethod) -> CellOptions:
+        ops = self.config.ops if self.config.ops is not None else method.default_ops
+        return replace(self.config, ops=tuple(ops))
 
     def problems(self, cfg: SearchConfig) -> list[str]:
         from nasctl.nets.ops import OPS
 
-        unknown = [op for op in cfg.ops or () if op not in OPS]
+        ops = self.config.ops
+        if ops is None:
+            return []
+        unknown = [op for op in ops if op not in OPS]
         if unknown:
             return [f"unknown ops {', '.join(map(repr, unknown))} (known: {', '.join(OPS)})"]
+        twice = sorted(op for op, n in Counter(ops).items() if n > 1)
+        if twice:
+            return [f"ops names {', '.join(twice)} more than once"]
+        if not [op for op in ops if op != "none"]:
+            return ["ops must name at least one op other than none"]
         return []
 
     def build(self, cfg: SearchConfig, method: SearchMethod, num_classes: int,
               device: torch.device) -> SearchNetwork:
-        assert cfg.ops is not None
-        recompute = cfg.recompute
+        o = self.resolved_options(method)
+        recompute = o.recompute
         if recompute == "auto":
             recompute = "full-res" if device.type == "cpu" else "off"
-        return SearchNetwork(cfg.ops, method.activation, channels=cfg.channels,
-                             layers=cfg.layers, num_nodes=cfg.nodes, num_classes=num_classes,
+        return SearchNetwork(o.ops, method.activation, channels=o.channels,
+                             layers=o.layers, num_nodes=o.nodes, num_classes=num_classes,
                              node_norm=method.node_norm, alpha_init=method.alpha_init,
                              recompute=recompute)  # type: ignore[arg-type]
+
+    def groups(self, model: SearchNetwork) -> list[ChoiceGroup]:
+        ops = tuple(model.ops)
+        return [ChoiceGroup(f"{cell} {src}->{dst}", ops, w[e])
+                for cell, w in zip(CELLS, model.arch_weights(), strict=True)
+                for e, (src, dst) in enumerate(model.edges)]
+
+    def deployment(self, cfg: SearchConfig) -> Deployment:
+        from nasctl.nets.cell_units import CellDeployment
+
+        o = self.config
+        assert o.ops is not None, "resolved settings"
+        return CellDeployment(o.ops, deploy_dataset(cfg.dataset, o.deploy_dataset),
+                              o.deploy_channels, o.deploy_layers, o.nodes)
+
+    def kept(self, choice: Discretized) -> list[list[int]]:
+        ops, edges = list(self.config.ops), edge_list(self.config.nodes)
+        rows: list[list[int]] = [[] for _ in range(2 * len(edges))]
+        for c, cell in enumerate((choice.normal, choice.reduce)):
+            for op, src, dst in cell.edges:
+                rows[c * len(edges) + edges.index((src, dst))].append(ops.index(op))
+        return rows
+
+    def with_kept(self, choice: Discretized | None, kept: list[list[int]],
+                  model: SearchNetwork) -> Discretized:
+        edges, cells = model.edges, []
+        old_cells = (choice.normal, choice.reduce) if choice else (None, None)
+        for c, (old, w) in enumerate(zip(old_cells, model.arch_weights(), strict=True)):
+            w = w.detach()
+            chosen = [(model.ops[k], src, dst) for e, (src, dst) in enumerate(edges)
+                      for k in kept[c * len(edges) + e]]
+            weights = {(op, s, d): float(w[edges.index((s, d)), model.ops.index(op)])
+                       for op, s, d in chosen}
+            cells.append(CellChoice(chosen, weights, bool(old and old.fallback)))
+        if choice is None:
+            return Discretized(cells[0], cells[1])
+        return Discretized(cells[0], cells[1], dict(choice.settings), list(choice.notes))
+
+    def cheapest(self, prices: list[list[float]]) -> list[list[int]]:
+        """Per node of each cell, the one cheapest (in-edge, op) that is not ``none``."""
+        ops, edges = list(self.config.ops), edge_list(self.config.nodes)
+        kept: list[list[int]] = [[] for _ in prices]
+        for c in range(len(CELLS)):
+            for dst in sorted({d for _s, d in edges}):
+                rows = [c * len(edges) + e for e, (_s, d) in enumerate(edges) if d == dst]
+                _price, g, k = min((prices[g][k], g, k) for g in rows
+                                   for k, op in enumerate(ops) if op != "none")
+                kept[g].append(k)
+        return kept
 
     def arch_record(self, model: SearchNetwork) -> dict[str, Any]:
         w_normal, w_reduce = model.arch_weights()
@@ -68,9 +168,10 @@ class CellSpace(SearchSpace):
 
     def genotype(self, model: SearchNetwork, choice: Discretized, cfg: SearchConfig, name: str,
                  provenance: dict[str, Any]) -> Genotype:
-        provenance = {**provenance, "ops": list(model.ops), "init_channels": cfg.channels,
-                      "layers": cfg.layers}
-        return build_genotype(choice.normal, choice.reduce, cfg.nodes, name=name,
+        o = self.config
+        provenance = {**provenance, "ops": list(model.ops), "init_channels": o.channels,
+                      "layers": o.layers}
+        return build_genotype(choice.normal, choice.reduce, o.nodes, name=name,
                               provenance=provenance)
 
     def describe(self, genotype: Genotype) -> dict[str, Any]:

@@ -4,13 +4,15 @@ architecture gradient, top-2 edges per node by their strongest non-``none`` op."
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from nasctl.genotypes.spaces import DARTS_OPS
 from nasctl.search.discretize import choose_with_fallback, top_edges
 from nasctl.search.methods import Discretized, Hyper, SearchMethod, register
+from nasctl.search.options import option
 from nasctl.search.space import Discretizer
 from nasctl.search.supernet import SearchNetwork
 
@@ -31,19 +33,23 @@ def darts_rule(model: SearchNetwork) -> Discretized:
     return Discretized(choices[0], choices[1], {"rule": "top2-edges-strongest-op"})
 
 
+@dataclass(frozen=True)
+class DartsOptions:
+    unrolled: bool = option(False, "second-order (unrolled) architecture gradient",
+                            flag="--unrolled/--first-order")
+
+
 @register
 class Darts(SearchMethod):
     name = "darts"
+    Options = DartsOptions
     default_ops = DARTS_OPS
     hyper = DARTS_HYPER
-
-    def __init__(self, unrolled: bool = False) -> None:
-        self.unrolled = unrolled
 
     def arch_gradients(self, step: SearchStep, xw: torch.Tensor, yw: torch.Tensor,
                        xa: torch.Tensor, ya: torch.Tensor
                        ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None:
-        if not self.unrolled:
+        if not self.config.unrolled:
             return None
         from nasctl.search.unrolled import unrolled_arch_grads
 
@@ -61,6 +67,3 @@ class Darts(SearchMethod):
         d = darts_rule(model)
         d.settings.update(self.options())
         return d
-
-    def options(self) -> dict[str, Any]:
-        return {"unrolled": self.unrolled}

@@ -5,7 +5,8 @@ what its abstract says and how each named option here reads it."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -15,8 +16,10 @@ from nasctl.genotypes.spaces import DARTS_OPS
 from nasctl.search.darts import DARTS_HYPER
 from nasctl.search.discretize import choose_with_fallback, top_edges
 from nasctl.search.methods import Discretized, SearchMethod, register
+from nasctl.search.options import option
 from nasctl.search.space import Discretizer
 from nasctl.search.supernet import NodeNorm, SearchNetwork
+from nasctl.settings import Rule
 
 Decorrelation = Literal["lstsq", "gram-schmidt", "none"]
 DECORRELATIONS = ("lstsq", "gram-schmidt", "none")
@@ -97,40 +100,34 @@ class _GramCollector:
         self.grams[slot] = self.grams[slot] + gram if slot in self.grams else gram
 
 
+@dataclass(frozen=True)
+class IDartsOptions:
+    node_norm: str = option("bn", "normalization of each node during search: bn, rms or none",
+                            Rule(choices=("bn", "rms", "none")))
+    decorrelation: str = option("lstsq", "decorrelation of op outputs before scoring: lstsq, "
+                                "gram-schmidt or none", Rule(choices=DECORRELATIONS))
+    gs_order: str = option("alpha", "gram-schmidt order: alpha (strongest first) or index",
+                           Rule(choices=("alpha", "index")))
+    decorrelate_over: str = option("node", "decorrelate an op against the ops of all its "
+                                   "node's in-edges (node) or of its own edge (edge)",
+                                   Rule(choices=("node", "edge")))
+    similarity: str = option("cosine", "score: cosine or inner (product) of the node output "
+                             "and the decorrelated op output", Rule(choices=("cosine", "inner")))
+    node_output: str = option("pre-norm", "node output the ops are scored against: pre-norm "
+                              "or post-norm", Rule(choices=("pre-norm", "post-norm")))
+
+
 @register
 class IDarts(SearchMethod):
     name = "idarts"
+    Options = IDartsOptions
     default_ops = DARTS_OPS
     hyper = DARTS_HYPER
     needs_probe = True
 
-    def __init__(self, node_norm: NodeNorm = "bn", decorrelation: Decorrelation = "lstsq",
-                 gs_order: Literal["alpha", "index"] = "alpha",
-                 decorrelate_over: DecorrelateOver = "node", similarity: Similarity = "cosine",
-                 node_output: NodeOutput = "pre-norm") -> None:
-        if node_norm not in ("bn", "rms", "none"):
-            raise NasctlError(f"--node-norm must be bn, rms or none, got {node_norm!r}")
-        if decorrelation not in DECORRELATIONS:
-            raise NasctlError(f"--decorrelation must be one of {', '.join(DECORRELATIONS)}, "
-                              f"got {decorrelation!r}")
-        if gs_order not in ("alpha", "index"):
-            raise NasctlError(f"--gs-order must be alpha or index, got {gs_order!r}")
-        if decorrelate_over not in ("node", "edge"):
-            raise NasctlError(f"--decorrelate-over must be node or edge, got {decorrelate_over!r}")
-        if similarity not in ("cosine", "inner"):
-            raise NasctlError(f"--similarity must be cosine or inner, got {similarity!r}")
-        if node_output not in ("pre-norm", "post-norm"):
-            raise NasctlError(f"--node-output must be pre-norm or post-norm, got {node_output!r}")
-        self._node_norm: NodeNorm = node_norm
-        self.decorrelation: Decorrelation = decorrelation
-        self.gs_order = gs_order
-        self.decorrelate_over: DecorrelateOver = decorrelate_over
-        self.similarity: Similarity = similarity
-        self.node_output: NodeOutput = node_output
-
     @property
     def node_norm(self) -> NodeNorm:
-        return self._node_norm
+        return self.config.node_norm  # type: ignore[no-any-return]
 
     def activation(self, alpha: torch.Tensor) -> torch.Tensor:
         return torch.softmax(alpha, dim=-1)
@@ -139,7 +136,7 @@ class IDarts(SearchMethod):
                   probe: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[np.ndarray]:
         """[num_edges, num_ops] decorrelation scores for (normal, reduce), averaged over the
         cells of each type; ops never computed (``none``) score -inf."""
-        collect = _GramCollector(self.node_output)
+        collect = _GramCollector(self.config.node_output)
         device = next(model.parameters()).device
         batches = 0
         for x, _y in probe:
@@ -154,11 +151,11 @@ class IDarts(SearchMethod):
             t = 1 if model.cells[slot[0]].reduction else 0
             keys = collect.keys[slot]
             order = None
-            if self.gs_order == "alpha":  # strongest alpha first keeps its whole output
+            if self.config.gs_order == "alpha":  # strongest alpha first keeps its whole output
                 order = sorted(range(len(keys)), key=lambda i: -alphas[t][keys[i]])
-            groups = [e for e, _k in keys] if self.decorrelate_over == "edge" else None
-            scores = decorrelation_scores(gram, self.decorrelation, order, groups,
-                                          self.similarity)
+            groups = [e for e, _k in keys] if self.config.decorrelate_over == "edge" else None
+            scores = decorrelation_scores(gram, self.config.decorrelation, order, groups,
+                                          self.config.similarity)
             for (e, k), s in zip(keys, scores, strict=True):
                 sums[t][e, k] += s
         result = []
@@ -186,8 +183,3 @@ class IDarts(SearchMethod):
 
     def discretizer(self, space: str) -> Discretizer | None:
         return self.discretize if space == "cell" else None
-
-    def options(self) -> dict[str, Any]:
-        return {"node_norm": self.node_norm, "decorrelation": self.decorrelation,
-                "gs_order": self.gs_order, "decorrelate_over": self.decorrelate_over,
-                "similarity": self.similarity, "node_output": self.node_output}

@@ -2,9 +2,10 @@
 architecture and weight steps, per-epoch records, atomic checkpoints, resume, data-parallel
 runs, and the final genotype.
 
-The space (``--space``) supplies the supernet, its records and its genotype; the method
-(``--method``) its activation, regulariser, architecture-gradient rule and discretization
-rule; the run folder machinery comes from :mod:`nasctl.runs`, shared with training.
+The space (``--space``) supplies the supernet, its choice groups, records and genotype;
+the method (``--method``) its activation, regulariser, architecture-gradient rule and
+discretization rule; the costs (:mod:`nasctl.search.budget`) their penalties, records and
+report; the run folder machinery comes from :mod:`nasctl.runs`, shared with training.
 """
 
 from __future__ import annotations
@@ -37,11 +38,18 @@ from nasctl.runs import (
     reseed_loaders,
     versions,
 )
-from nasctl.search.config import RUNTIME_FIELDS, SearchConfig, check_config, config_from_dict
+from nasctl.search.budget import Budget, CostReport, notes_for
+from nasctl.search.config import (
+    SearchConfig,
+    check_config,
+    config_from_dict,
+    resume_differences,
+    runtime_settings,
+)
 from nasctl.search.methods import get_method
 from nasctl.search.space import discretizer_for, get_space
 from nasctl.search.step import SearchStep
-from nasctl.settings import refuse_changes, resume_changes
+from nasctl.settings import refuse_changes
 
 Emit = Callable[[Any], None]
 CHECKPOINT = "checkpoint.pt"
@@ -57,7 +65,8 @@ class SearchResult:
     notes: list[str]
     alphas: list[Any]  # the raw architecture parameters at the end, one entry per tensor
     fallback: list[str] = field(default_factory=list)  # parts the rule left to the fallback
-    report: dict[str, Any] = field(default_factory=dict)  # the space's figures (MACs, ...)
+    costs: list[CostReport] = field(default_factory=list)  # MACs, latency of the found network
+    config: SearchConfig = field(default_factory=SearchConfig)  # the resolved settings
 
 
 def saved_search_config(out: str | os.PathLike[str]) -> dict[str, Any]:
@@ -79,14 +88,18 @@ class Search:
 
         self.method = get_method(config.method, **config.method_options)
         self.cfg = check_config(config.resolved(self.method))
-        self.space = get_space(self.cfg.space)
+        self.space = get_space(self.cfg.space, self.cfg.space_options)
         self.dist, self.device = dist, device
         seed_everything(self.cfg.seed, self.cfg.deterministic)
         self._build_data()
         model = self.space.build(self.cfg, self.method, self.info.num_classes, device)
         memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         self.model: Any = model.to(device).to(memory_format=memory_format)
-        self.step = SearchStep(self.model, self.method, self.space, self.cfg, device, dist)
+        self.budget = Budget(self.cfg, self.space, self.model)
+        self.budget.check_targets(lambda b: self._genotype(  # a target no network can meet
+            self.space.with_kept(None, self.space.cheapest(b.prices), self.model), self.model))
+        self.step = SearchStep(self.model, self.method, self.cfg, device, dist,
+                               cost_loss=self.budget.loss)
         assert self.cfg.epochs is not None and self.cfg.lr_min is not None
         # DARTS's schedule: the weight lr follows a cosine over the epochs, stepped per epoch.
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -122,8 +135,7 @@ class Search:
 
         state = check_checkpoint(load_checkpoint(path), path, KIND)
         saved = config_from_dict(state["config"], str(path))
-        refuse_changes(resume_changes(saved, self.cfg.to_dict() | {"ops": self.cfg.ops},
-                                      RUNTIME_FIELDS))
+        refuse_changes(resume_differences(saved, self.cfg, runtime_settings(saved)))
         try:
             self.model.load_state_dict(state["model"])
             self.step.load_state_dict(state["optimizers"])
@@ -218,15 +230,20 @@ class Search:
         from nasctl.device import rng_state
 
         record = {"epoch": epoch + 1, **self.space.arch_record(self.model)}
-        self.history.append(record)
         rng = gather_objects(rng_state(), self.dist)  # collective: every rank takes part
         if run is None:
+            self.history.append(record)
             return
         current = self._discretize()
         for note in current.notes:
             emit(RunWarning(epoch + 1, note))
-        metrics = {**metrics, "arch_weights": {k: v for k, v in record.items() if k != "epoch"},
-                   "genotype": self.space.choice_doc(current)}
+        costs = self.budget.record(self._genotype(current, self.model))
+        if costs:
+            record["costs"] = costs
+        self.history.append(record)
+        metrics = {**metrics, "arch_weights": self.space.arch_record(self.model),
+                   "genotype": self.space.choice_doc(current), **({"costs": costs} if costs
+                                                                 else {})}
         # The checkpoint first, then the records that describe it (see nasctl.runs); the
         # checkpoint carries its epoch's record, so a resume can restore a cut-off one.
         run.save_checkpoint(CHECKPOINT, KIND, {
@@ -256,14 +273,16 @@ class Search:
         from nasctl.distributed import barrier
 
         cfg = self.cfg
-        final = self._discretize()
+        final, repairs = self.budget.repaired(self._discretize(),
+                                              lambda c: self._genotype(c, self.model))
         fallback = self.space.fallback(final)
         notes = list(final.notes)
+        settings = {**final.settings, **self.budget.provenance(repairs)}
         genotype = self.space.genotype(self.model, final, cfg,
                                        f"{cfg.method}-{cfg.dataset}-s{cfg.seed}",
-                                       self._provenance(final.settings, fallback))
-        report, space_notes = self.space.summary(genotype, cfg)
-        notes.extend(space_notes)
+                                       self._provenance(settings, fallback))
+        costs = self.budget.report(genotype, repairs)
+        notes.extend(notes_for(costs))
         files: dict[str, str] = {}
         if run is not None:
             files["genotype"] = str(write_genotype(genotype, run.file("genotype.json")))
@@ -273,16 +292,25 @@ class Search:
                                                  genotype)
             files.update(plots)
             notes.extend(plot_notes)
+            if any(c.target is not None for c in costs):
+                from nasctl.search.plots import write_cost_plot
+
+                files.update(write_cost_plot(run.path, self.history, costs))
             files["report"] = str(run.file("report.json"))
             run.write_report({"genotype": genotype.name, "hash": genotype.content_hash(),
                               "space": cfg.space, "fallback": fallback,
-                              "arch_weights": self.history[-1], **report, "files": files,
+                              "arch_weights": self.history[-1],
+                              "costs": [c.to_dict() for c in costs], "files": files,
                               "notes": notes})
         barrier(self.dist)
         emit(RunDone(files, notes))
         alphas = [p.detach().cpu().tolist() for p in self.model.arch_parameters()]
         return SearchResult(genotype, out, files, len(self.history) - 1, notes, alphas,
-                            fallback, report)
+                            fallback, costs, cfg)
+
+    def _genotype(self, choice: Any, model: Any) -> Genotype:
+        """The genotype of ``choice`` without provenance (what a cost prices)."""
+        return self.space.genotype(model, choice, self.cfg, "current", {})
 
     def _provenance(self, settings: dict[str, Any], fallback: list[str]) -> dict[str, Any]:
         import nasctl

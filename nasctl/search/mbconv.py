@@ -10,15 +10,15 @@ DARTS); FairDARTS's zero-one loss works unchanged on :meth:`arch_parameters`.
 
 The default discretization keeps each layer's strongest candidate (skip where skip wins);
 a method may bring its own rule (FairDARTS: the strongest candidate whose sigmoid reaches
-the threshold). Registered as the ``mbconv`` space of the one search loop. A MAC budget
-adds ``weight * (E[MACs] / target - 1)^2``, where ``E[MACs]`` is the fixed layers' MACs plus,
-per layer, each candidate's MACs weighted by its normalized weight ``w_c / sum(w)``.
+the threshold). Registered as the ``mbconv`` space of the one search loop; each layer is
+one exclusive choice group, which the costs (MACs, latency) price at the deployment
+resolution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,15 +32,16 @@ from nasctl.nets.mbconv import (
     LayerSlot,
     MBConvBlock,
     chain_genotype,
-    chain_macs,
     conv_bn,
-    mbconv_macs,
     scaled,
     searchable_slots,
 )
-from nasctl.search.space import Discretizer, SearchSpace, register
+from nasctl.search.options import option
+from nasctl.search.space import ChoiceGroup, Discretizer, SearchSpace, register
+from nasctl.settings import Rule
 
 if TYPE_CHECKING:
+    from nasctl.nets.units import Deployment
     from nasctl.search.config import SearchConfig
     from nasctl.search.methods import SearchMethod
 
@@ -75,17 +76,6 @@ class MixedLayer(nn.Module):
             total = y * w if total is None else torch.addcmul(total, y, w)
         assert total is not None
         return total
-
-
-@dataclass(frozen=True)
-class MacBudget:
-    """``--macs-target``: aim E[MACs] of the network at ``resolution`` with
-    ``num_classes`` outputs (default: the ImageNet network) at ``target``."""
-
-    target: float
-    weight: float = 1.0
-    resolution: int = 224
-    num_classes: int = 1000
 
 
 class MBConvSupernet(nn.Module):
@@ -131,45 +121,6 @@ class MBConvSupernet(nn.Module):
         x = self.global_pooling(self.feature_mix_layer(x)).flatten(1)
         return self.classifier(x)
 
-    # --- MACs -------------------------------------------------------------------------
-
-    def choice_macs(self, resolution: int) -> list[list[int]]:
-        """Per searchable layer, each candidate's conv MACs at ``resolution``."""
-        size = (resolution - 1) // 2 + 1  # after the stem (the first layer keeps the size)
-        table = []
-        for s, choices in zip(self.slots, self.choices, strict=True):
-            row = []
-            for op in choices:
-                choice = parse_op(op)
-                row.append(0 if choice is None else mbconv_macs(
-                    s.in_channels, s.out_channels, choice[0], choice[1], s.stride, size, size))
-            table.append(row)
-            size = (size - 1) // s.stride + 1
-        return table
-
-    def fixed_macs(self, resolution: int, num_classes: int) -> int:
-        """MACs of the layers every architecture shares (stem, first layer, head)."""
-        size = (resolution - 1) // 2 + 1
-        stem, first = self.layout.stem, self.layout.first
-        total = size * size * stem * 27 + mbconv_macs(stem, first, 3, 1, 1, size, size)
-        for s in self.slots:
-            size = (size - 1) // s.stride + 1
-        last = self.slots[-1].out_channels if self.slots else first
-        return total + size * size * last * self.layout.head + self.layout.head * num_classes
-
-    def expected_macs(self, resolution: int = 224, num_classes: int = 1000) -> torch.Tensor:
-        """Differentiable E[MACs]: each layer's candidates weighted by w_c / sum(w)."""
-        device = self.alphas[0].device if len(self.alphas) else None
-        total = torch.tensor(float(self.fixed_macs(resolution, num_classes)), device=device)
-        for w, row in zip(self.arch_weights(), self.choice_macs(resolution), strict=True):
-            macs = torch.tensor(row, dtype=w.dtype, device=w.device)
-            total = total + (w / w.sum() * macs).sum()
-        return total
-
-    def macs_penalty(self, budget: MacBudget) -> torch.Tensor:
-        expected = self.expected_macs(budget.resolution, budget.num_classes)
-        return budget.weight * (expected / budget.target - 1.0).pow(2)
-
     # --- discretization ---------------------------------------------------------------
 
     def strongest_ops(self) -> list[str]:
@@ -184,6 +135,16 @@ class MBConvSupernet(nn.Module):
 
 
 LAYOUTS: dict[str, ChainLayout] = {"proxyless-s2": PROXYLESS_S2}
+
+
+@dataclass(frozen=True)
+class MBConvOptions:
+    layout: str = option("proxyless-s2", "chain layout", Rule(choices=tuple(LAYOUTS)))
+    width_mult: float = option(1.0, "width multiplier", Rule(low=0, high=8, open_low=True))
+    deploy_resolution: int = option(224, "input size of the final network the costs price",
+                                    Rule(low=8, high=2048), aliases=("--macs-resolution",))
+    deploy_classes: int = option(1000, "classes of the final network the costs price",
+                                 Rule(low=1, high=100_000))
 
 
 @dataclass
@@ -205,29 +166,46 @@ def strongest_rule(model: MBConvSupernet, _probe: Any = None) -> ChainChoice:
 class MBConvSpace(SearchSpace):
     name = "mbconv"
     help = "FairDARTS's MobileNetV2-like chain"
+    Options = MBConvOptions
 
-    def problems(self, cfg: SearchConfig) -> list[str]:
-        if cfg.layout not in LAYOUTS:
-            return [f"unknown layout {cfg.layout!r} (known: {', '.join(LAYOUTS)})"]
-        return []
+    @property
+    def layout(self) -> ChainLayout:
+        return scaled(LAYOUTS[self.config.layout], self.config.width_mult)
 
     def build(self, cfg: SearchConfig, method: SearchMethod, num_classes: int,
               device: torch.device) -> MBConvSupernet:
-        layout = scaled(LAYOUTS[cfg.layout], cfg.width_mult)
-        return MBConvSupernet(layout, method.activation, num_classes,
+        return MBConvSupernet(self.layout, method.activation, num_classes,
                               alpha_init=method.alpha_init)
+
+    def groups(self, model: MBConvSupernet) -> list[ChoiceGroup]:
+        return [ChoiceGroup(f"layer {i + 1}", tuple(choices), w, exclusive=True)
+                for i, (choices, w) in enumerate(zip(model.choices, model.arch_weights(),
+                                                     strict=True))]
+
+    def deployment(self, cfg: SearchConfig) -> Deployment:
+        from nasctl.nets.chain_units import ChainDeployment
+
+        return ChainDeployment(self.layout, self.config.deploy_resolution,
+                               self.config.deploy_classes, SEARCH_KERNELS, SEARCH_EXPANSIONS)
+
+    def kept(self, choice: ChainChoice) -> list[list[int]]:
+        slots = searchable_slots(self.layout)
+        return [[layer_choices(slot).index(op)] for slot, op in zip(slots, choice.ops,
+                                                                     strict=True)]
+
+    def with_kept(self, choice: ChainChoice | None, kept: list[list[int]],
+                  model: MBConvSupernet) -> ChainChoice:
+        ops = [model.choices[i][k[0]] for i, k in enumerate(kept)]
+        return ChainChoice(ops) if choice is None else replace(choice, ops=ops)
+
+    def cheapest(self, prices: list[list[float]]) -> list[list[int]]:
+        return [[min(range(len(row)), key=row.__getitem__)] for row in prices]
 
     def arch_record(self, model: MBConvSupernet) -> dict[str, Any]:
         return {"layers": [w.detach().cpu().tolist() for w in model.arch_weights()]}
 
     def labels(self, model: MBConvSupernet) -> dict[str, Any]:
         return {"choices": model.choices}
-
-    def extra_arch_loss(self, model: MBConvSupernet, cfg: SearchConfig) -> torch.Tensor | None:
-        if cfg.macs_target is None:
-            return None
-        return model.macs_penalty(MacBudget(cfg.macs_target * 1e6, cfg.macs_weight,
-                                            cfg.macs_resolution, cfg.macs_classes))
 
     def default_discretizer(self, method: SearchMethod) -> Discretizer:
         return strongest_rule
@@ -240,21 +218,10 @@ class MBConvSpace(SearchSpace):
 
     def genotype(self, model: MBConvSupernet, choice: ChainChoice, cfg: SearchConfig,
                  name: str, provenance: dict[str, Any]) -> Genotype:
-        provenance = {**provenance, "space": "mbconv", "width_mult": cfg.width_mult,
-                      "layout": cfg.layout}
+        provenance = {**provenance, "space": "mbconv", "width_mult": self.config.width_mult,
+                      "layout": self.config.layout}
         return chain_genotype(model.layout, choice.ops, name, provenance)
 
     def describe(self, genotype: Genotype) -> dict[str, Any]:
         chain = genotype.cells[CHAIN_CELL]
         return {"layers": [str(chain.nodes[n].get("op")) for n in sorted(chain.nodes)]}
-
-    def summary(self, genotype: Genotype, cfg: SearchConfig) -> tuple[dict[str, Any], list[str]]:
-        macs = chain_macs(genotype.cells[CHAIN_CELL], cfg.macs_resolution, cfg.macs_classes)
-        target = None if cfg.macs_target is None else cfg.macs_target * 1e6
-        fields = {"macs": macs, "macs_resolution": cfg.macs_resolution,
-                  "macs_classes": cfg.macs_classes, "macs_target": target,
-                  "macs_vs_target": None if target is None else macs / target}
-        notes = [] if target is None else [
-            f"found architecture: {macs / 1e6:.1f}M MACs against the {cfg.macs_target:.1f}M "
-            f"target ({cfg.macs_resolution}x{cfg.macs_resolution}, {cfg.macs_classes} classes)"]
-        return fields, notes

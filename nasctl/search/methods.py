@@ -4,18 +4,19 @@ A method is one small module: how alphas become mixture weights (activation), an
 architecture regulariser, in-network hooks (node normalization), optionally its own
 architecture-gradient rule (DARTS's second-order step), and a discretization rule per
 search space it knows (other spaces use the space's default rule). Adding a method is one
-file plus the :func:`register` decorator.
+file plus the :func:`register` decorator; its settings are one frozen dataclass,
+``Options``, declared with :func:`~nasctl.search.options.option` (flags, checks and the
+recorded values all come from it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from nasctl.errors import NasctlError
+from nasctl.search.options import NoOptions, Registry, as_dict
 
 if TYPE_CHECKING:
     from nasctl.search.discretize import CellChoice
@@ -54,10 +55,14 @@ class SearchMethod:
     """Base class: DARTS-like behaviour, overridden per method."""
 
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
     default_ops: ClassVar[tuple[str, ...]]
     hyper: ClassVar[Hyper]
     alpha_init: ClassVar[float] = 1e-3
     needs_probe: ClassVar[bool] = False  # the discretiser reads op outputs on held-out data
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Options()
 
     @property
     def node_norm(self) -> NodeNorm:
@@ -85,34 +90,17 @@ class SearchMethod:
 
     def options(self) -> dict[str, Any]:
         """The method's settings, for config.json and the genotype's provenance."""
-        return {}
+        return as_dict(self.config)
 
 
-METHODS: dict[str, Callable[..., SearchMethod]] = {}
-
-
-def register(cls: type[SearchMethod]) -> type[SearchMethod]:
-    METHODS[cls.name] = cls
-    return cls
+METHODS: Registry[SearchMethod] = Registry("method")
+register = METHODS.register
 
 
 def get_method(name: str, **options: Any) -> SearchMethod:
-    """Build a method by name with its options (unknown options are an error)."""
-    _load_builtin()
-    try:
-        factory = METHODS[name]
-    except KeyError:
-        raise NasctlError(f"unknown search method {name!r} (known: {', '.join(METHODS)})") from None
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise NasctlError(f"method {name}: {exc}") from None
+    """Build a method by name with its declared options (unknown options are an error)."""
+    return METHODS.create(name, options)
 
 
 def method_names() -> list[str]:
-    _load_builtin()
-    return list(METHODS)
-
-
-def _load_builtin() -> None:
-    from nasctl.search import darts, fairdarts, idarts  # noqa: F401 - registers them
+    return METHODS.names()

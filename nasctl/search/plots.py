@@ -131,3 +131,48 @@ def _histogram(plt: Any, history: list[dict[str, Any]], threshold: float | None,
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_cost_plot(folder: Path, history: list[dict[str, Any]],
+                    costs: list[Any]) -> dict[str, str]:
+    """``costs.png``: per cost with a target, the expectation under the mixture and the
+    prediction of the network the rule picks, per epoch, against the target (and the
+    found network's measurement). Without matplotlib, nothing (the search plots say so)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return {}
+    shown = [c for c in costs if c.target is not None]
+    records = [h for h in history if "costs" in h]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.6 * len(shown), 3.8), squeeze=False)
+    for ax, cost in zip(axes[0], shown, strict=True):
+        epochs = [h["epoch"] for h in records]
+        scale = 1e6 if cost.unit == "MACs" else 1.0
+        unit = "M MACs" if cost.unit == "MACs" else cost.unit
+        for key, label, style in (("expected", "expected (mixture)", "-"),
+                                  ("predicted", "discretized network (predicted)", "-o")):
+            ax.plot(epochs, [h["costs"][cost.cost][key] / scale for h in records], style,
+                    label=label, markersize=4)
+        ax.axhline(cost.target / scale, color="black", linestyle="--", linewidth=1,
+                   label=f"target {cost.target / scale:,.4g} {unit}")
+        if cost.measured is not None:
+            ax.plot([epochs[-1] if epochs else 0], [cost.measured / scale], "r*",
+                    markersize=12, label=f"found network, measured {cost.measured:,.4g}")
+        if cost.repair is not None and cost.repair.swaps:
+            ax.plot([epochs[-1] if epochs else 0], [cost.predicted / scale], "gD",
+                    label=f"after {len(cost.repair.swaps)} repair swaps")
+        ax.set_title(f"{cost.cost} of the final network over the search", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(unit)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = folder / "costs.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"plot_costs": str(path)}

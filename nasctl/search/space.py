@@ -1,11 +1,15 @@
 """The search-space interface and its registry (``--space``).
 
 A space is a supernet plus what the one search loop needs to know about it: how to build
-it from a config and a method, its architecture weights as plain data (for metrics,
-arch_history.json and plots), an optional extra architecture loss (the MAC budget), and
-how a discretization becomes a genotype. Adding a space is its supernet, its network
-builder in ``nets/`` and one :func:`register` call; every loop feature (resume, DDP, AMP,
-channels_last, method options, divergence checks) then applies to it unchanged.
+it from a config and a method, its choices as labelled groups of candidates with their
+mixture weights (:meth:`SearchSpace.groups`, which the costs read), the same groups in the
+final network at deployment settings (:meth:`SearchSpace.deployment`: which units each
+candidate adds there, and how often), its architecture weights as plain data (for
+metrics, arch_history.json and plots), and how a discretization becomes a genotype.
+Adding a space is its supernet, its network builder in ``nets/`` and one :func:`register`
+call; every loop feature (resume, DDP, AMP, channels_last, method options, costs,
+divergence checks) then applies to it unchanged. Its settings are one frozen dataclass,
+``Options``, declared with :func:`~nasctl.search.options.option`.
 
 A method supplies a discretization rule per space it knows (``SearchMethod.discretizer``);
 for any other space the space's own default rule is used.
@@ -14,16 +18,18 @@ for any other space the space's own default rule is used.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
-from nasctl.errors import NasctlError
+from nasctl.search.options import NoOptions, Registry
 
 if TYPE_CHECKING:
     from nasctl.genotypes import Genotype
+    from nasctl.nets.units import Deployment
     from nasctl.search.config import SearchConfig
     from nasctl.search.methods import SearchMethod
 
@@ -50,11 +56,61 @@ class Choice(Protocol):
 Discretizer = Callable[[Any, "Probe | None"], Any]
 
 
+@dataclass(frozen=True, eq=False)
+class ChoiceGroup:
+    """One choice of a space: a labelled group of candidates and their current mixture
+    weights (the method's activation of the alphas; differentiable). ``exclusive`` groups
+    keep exactly one candidate (a layer of a chain); the others keep any number (the ops
+    of a cell's edge)."""
+
+    label: str
+    candidates: tuple[str, ...]
+    weights: torch.Tensor
+    exclusive: bool = False
+
+    def shares(self) -> torch.Tensor:
+        """How much of each candidate the discretized network is expected to hold: the
+        weights themselves (a sigmoid is a keep-probability, a softmax sums to one), or
+        for an exclusive group the weights normalized to sum to one."""
+        return self.weights / self.weights.sum() if self.exclusive else self.weights
+
+
 class SearchSpace:
     """Base class of a search space; subclasses fill in every method."""
 
     name: ClassVar[str]
     help: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Options()
+
+    def resolved_options(self, method: SearchMethod) -> Any:
+        """The settings with defaults that depend on the method filled in (the cell space's
+        ops)."""
+        return self.config
+
+    def groups(self, model: Any) -> list[ChoiceGroup]:
+        """The supernet's choices, in a fixed order that :meth:`deployment` follows."""
+        raise NotImplementedError
+
+    def deployment(self, cfg: SearchConfig) -> Deployment | None:
+        """The final network at its deployment settings (what the costs price); None for a
+        space without one, which then reports no costs and refuses a cost target."""
+        return None
+
+    def kept(self, choice: Any) -> list[list[int]]:
+        """Per group (in :meth:`groups` order), the candidates ``choice`` keeps."""
+        raise NotImplementedError
+
+    def with_kept(self, choice: Any, kept: list[list[int]], model: Any) -> Any:
+        """``choice`` (None: a new one) with each group keeping ``kept`` instead."""
+        raise NotImplementedError
+
+    def cheapest(self, prices: list[list[float]]) -> list[list[int]]:
+        """The cheapest choice the space builds under ``prices`` (per group, per
+        candidate), as :meth:`kept` gives it: the floor of what a cost target can ask."""
+        raise NotImplementedError
 
     def problems(self, cfg: SearchConfig) -> list[str]:
         """Settings this space cannot use (unknown ops, layouts...), as messages."""
@@ -73,9 +129,6 @@ class SearchSpace:
     def labels(self, model: Any) -> dict[str, Any]:
         """What the rows of :meth:`arch_record` are (edges, ops, layers) for plots."""
         raise NotImplementedError
-
-    def extra_arch_loss(self, model: Any, cfg: SearchConfig) -> torch.Tensor | None:
-        return None
 
     def default_discretizer(self, method: SearchMethod) -> Discretizer:
         raise NotImplementedError
@@ -96,40 +149,21 @@ class SearchSpace:
         """The found architecture as JSON-able data for summaries (``nasctl search``)."""
         raise NotImplementedError
 
-    def summary(self, genotype: Genotype, cfg: SearchConfig) -> tuple[dict[str, Any], list[str]]:
-        """Extra report fields and notes for the finished run (e.g. MACs against a budget)."""
-        return {}, []
-
     def plots(self, folder: Path, history: list[dict[str, Any]], model: Any,
               cfg: SearchConfig, genotype: Genotype) -> tuple[dict[str, str], list[str]]:
         return {}, []
 
 
-SPACES: dict[str, type[SearchSpace]] = {}
+SPACES: Registry[SearchSpace] = Registry("space")
+register = SPACES.register
 
 
-def register(cls: type[SearchSpace]) -> type[SearchSpace]:
-    SPACES[cls.name] = cls
-    return cls
-
-
-def _load_builtin() -> None:
-    from nasctl.search import cells, mbconv  # noqa: F401 - registers them
-
-
-def get_space(name: str) -> SearchSpace:
-    _load_builtin()
-    try:
-        return SPACES[name]()
-    except KeyError:
-        raise NasctlError(f"unknown --space {name!r} (known: {', '.join(space_names())})"
-                         ) from None
+def get_space(name: str, options: dict[str, Any] | None = None) -> SearchSpace:
+    return SPACES.create(name, options)
 
 
 def space_names() -> list[str]:
-    """Sorted: registration order depends on which module was imported first."""
-    _load_builtin()
-    return sorted(SPACES)
+    return SPACES.names()
 
 
 def discretizer_for(space: SearchSpace, method: SearchMethod) -> Discretizer:

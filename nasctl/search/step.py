@@ -12,6 +12,7 @@ on the alphas bypasses DDP's reducer, so the search keeps its own sync).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,16 +24,17 @@ from nasctl.distributed import DistInfo, all_reduce_mean
 if TYPE_CHECKING:
     from nasctl.search.config import SearchConfig
     from nasctl.search.methods import SearchMethod
-    from nasctl.search.space import SearchSpace
 
 
 class SearchStep:
     """The supernet with its two optimizers, its scaler and the two steps."""
 
-    def __init__(self, model: Any, method: SearchMethod, space: SearchSpace, cfg: SearchConfig,
-                 device: torch.device, dist: DistInfo | None = None) -> None:
+    def __init__(self, model: Any, method: SearchMethod, cfg: SearchConfig,
+                 device: torch.device, dist: DistInfo | None = None,
+                 cost_loss: Callable[[], torch.Tensor | None] | None = None) -> None:
         assert cfg.lr is not None and cfg.arch_lr is not None
-        self.model, self.method, self.space, self.cfg = model, method, space, cfg
+        self.model, self.method, self.cfg = model, method, cfg
+        self.cost_loss = cost_loss or (lambda: None)
         self.device, self.dist = device, dist or DistInfo()
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.weights = list(model.weight_parameters())
@@ -50,13 +52,12 @@ class SearchStep:
     def loss(self, x: torch.Tensor, y: torch.Tensor, arch: bool,
              amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, correct)``; the architecture loss adds the method's regulariser and the
-        space's extra loss (the MAC budget) to the cross-entropy."""
+        costs' penalties (a MAC or latency target) to the cross-entropy."""
         with autocast(self.device, self.cfg.amp if amp else "off"):
             logits = self.model(x)
             loss = F.cross_entropy(logits.float(), y)
         if arch:
-            for extra in (self.method.regularizer(self.model),
-                          self.space.extra_arch_loss(self.model, self.cfg)):
+            for extra in (self.method.regularizer(self.model), self.cost_loss()):
                 if extra is not None:
                     loss = loss + extra
         return loss, (logits.argmax(1) == y).sum()
