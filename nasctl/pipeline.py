@@ -42,6 +42,9 @@ class PipelineConfig:
     search: dict[str, Any] = field(default_factory=dict)  # SearchConfig overrides
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     export_runtimes: tuple[str, ...] = ("torch", "ort", "ort-cuda", "ort-trt", "trt")
+    # a latency budget (ms) of the trained network on ONNX Runtime CPU, 1 thread, batch 1:
+    # the search prices it from a table of this machine (built once, then cached)
+    latency_target: float | None = None
 
 
 def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bool = False,
@@ -83,10 +86,34 @@ def _search(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> No
 
     settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
     settings.update(config.search)
+    if config.latency_target is not None:
+        settings.update(_latency_settings(config, emit))
     search_config = make_search_config(method=config.method, dataset=config.dataset,
                                        data_dir=config.data_dir, seed=config.seed,
                                        device=config.device, **settings)
     run_search(search_config, root / "search", resume=resume, on_event=emit)
+
+
+def _latency_settings(config: PipelineConfig, emit: Event) -> dict[str, Any]:
+    """The search settings that aim the found network at the latency target: the network
+    the train stage will build (its recipe's C and cells) priced from this machine's
+    table (reused from the cache when one was measured here under the same keys)."""
+    from nasctl.latency.cache import cached_table
+    from nasctl.search import get_method, get_space, make_search_config
+    from nasctl.train.recipes import RECIPE_FOR_DATASET, RECIPES
+
+    recipe = {**RECIPES[RECIPE_FOR_DATASET[config.dataset]], **config.train}
+    deploy = {"deploy_dataset": config.dataset, "deploy_channels": recipe["channels"],
+              "deploy_layers": recipe["layers"]}
+    probe = make_search_config(method=config.method, dataset=config.dataset, **deploy)
+    probe = probe.resolved(get_method(config.method))
+    deployment = get_space(probe.space, probe.space_options).deployment(probe)
+    emit({"event": "stage", "stage": "latency table", "state": "measuring or reusing"})
+    table, reused = cached_table(deployment, on_progress=lambda done, total, what: emit(
+        {"event": "stage", "stage": f"{what} ({done}/{total})"}))
+    emit({"event": "stage", "stage": "latency table",
+          "state": f"{'reused' if reused else 'measured'} {table.path}"})
+    return {**deploy, "latency_table": table.path, "latency_target": config.latency_target}
 
 
 def _train(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
@@ -148,6 +175,8 @@ def summarize(root: Path) -> dict[str, Any]:
         "counts_agree": all(c.get("status") == "pass" for c in validation.get("agreement", [])),
         "parity": {name: row.get("parity", {}).get("status") for name, row in runtimes.items()},
         "latency_ms": ort.get("latency", {}).get("median_ms"),
+        "latency_budget": next((c for c in search.get("costs", [])
+                                if c.get("cost") == "latency" and c.get("target")), None),
         "passed": bool(export.get("passed")),
     }
 

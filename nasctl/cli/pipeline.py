@@ -33,6 +33,10 @@ def pipeline_cmd(
     train_epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
     train_steps: Annotated[int | None, typer.Option(
         help="training steps per epoch (default: the whole training set)")] = None,
+    latency_target: Annotated[float | None, typer.Option(
+        help="latency budget in ms of the trained network on ONNX Runtime CPU (1 thread, "
+             "batch 1): the search aims at it, priced from a table of this machine (measured "
+             "once, then cached)", show_default=False)] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="skip complete stages, resume an interrupted one")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="summary as JSON")] = False,
@@ -56,7 +60,8 @@ def pipeline_cmd(
     if train_steps is not None:
         train["steps_per_epoch"] = train_steps
     config = PipelineConfig(method=method, dataset=dataset, data_dir=data_dir, seed=seed,
-                            device=device, search=search, train=train)
+                            device=device, search=search, train=train,
+                            latency_target=latency_target)
     progress = _Progress(live=not as_json and err_console.is_terminal)
     with progress:
         summary = run_pipeline(config, out, resume=resume, on_event=progress.on_event)
@@ -135,6 +140,13 @@ def _print_summary(s: dict[str, Any]) -> None:
     table.add_row("parity", ", ".join(f"{k} {v}" for k, v in s["parity"].items()))
     latency = s["latency_ms"]
     table.add_row("ORT CPU latency", f"{latency:.2f} ms (batch 1, median)" if latency else "?")
+    budget = s.get("latency_budget")
+    if budget:
+        measured = budget.get("measured")
+        table.add_row("latency budget", f"target {budget['target']:.3f} ms, predicted "
+                      f"{budget['predicted']:.3f} ms, measured "
+                      + (f"{measured:.3f} ms ({budget['error_pct']:+.1f}%)" if measured else "?")
+                      + " (1 thread); " + ("meets it" if budget["meets_target"] else "MISSES it"))
     table.add_row("stage seconds", ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
     table.add_row("result", "[green]pass[/]" if s["passed"] else "[bold red]FAILED[/]")
     console.print(table)

@@ -30,7 +30,7 @@ class CostReport:
     cost: str
     unit: str
     target: float | None
-    expected: float  # under the final mixture weights
+    expected: float | None  # under the final mixture weights (costs with a target)
     predicted: float  # of the discretized network
     measured: float | None = None
     repair: Repair | None = None
@@ -103,7 +103,7 @@ class Budget:
             return {}
         groups = self.space.groups(self.model)
         with torch.no_grad():
-            return {b.cost.name: {"expected": float(b.expected(groups)),
+            return {b.cost.name: {"expected": _expected(b, groups),
                                   "predicted": b.predict(genotype),
                                   "target": b.cost.target} for b in self.bound}
 
@@ -144,12 +144,17 @@ class Budget:
         reports = []
         for b in self.bound:
             with torch.no_grad():
-                expected = float(b.expected(groups))
+                expected = _expected(b, groups)
             reports.append(CostReport(b.cost.name, b.cost.unit, b.cost.target, expected,
                                       b.predict(genotype),
                                       b.cost.measure(b.deployment, genotype),
                                       by_cost.get(b.cost.name)))
         return reports
+
+
+def _expected(bound: BoundCost, groups: list[Any]) -> float | None:
+    """The expectation of a cost with a target (the others only report networks)."""
+    return None if bound.cost.target is None else float(bound.expected(groups))
 
 
 def notes_for(reports: list[CostReport]) -> list[str]:

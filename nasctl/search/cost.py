@@ -14,7 +14,8 @@ softmax sums to one; see :meth:`ChoiceGroup.shares`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -78,31 +79,33 @@ class Cost:
         return f"{value:,.0f} {self.unit}"
 
     def bind(self, deployment: Deployment) -> BoundCost:
-        """This cost's prices for the groups and fixed units of ``deployment``."""
+        """This cost priced for ``deployment`` (every unit priced once, when first asked)."""
         self.check_deployment(deployment)
-        cache: dict[str, float] = {}
-
-        def price(u: Unit) -> float:
-            if u.key not in cache:
-                cache[u.key] = self.unit_cost(u)
-            return cache[u.key]
-
-        fixed = sum(price(u) for u in deployment.fixed)
-        prices = [[sum(price(u) for u in units) for units in group.units]
-                  for group in deployment.groups]
-        return BoundCost(self, deployment, fixed, prices, price)
+        return BoundCost(self, deployment)
 
 
-@dataclass
 class BoundCost:
     """A cost priced for one deployment: per group, per candidate, the summed price of its
-    units wherever the group occurs, plus the units every network has."""
+    units wherever the group occurs, plus the units every network has. Prices are taken
+    when first needed: a cost that only reports prices just the networks it reports."""
 
-    cost: Cost
-    deployment: Deployment
-    fixed: float
-    prices: list[list[float]]
-    price: Callable[[Unit], float] = field(repr=False)
+    def __init__(self, cost: Cost, deployment: Deployment) -> None:
+        self.cost, self.deployment = cost, deployment
+        self._cache: dict[str, float] = {}
+
+    def price(self, unit: Unit) -> float:
+        if unit.key not in self._cache:
+            self._cache[unit.key] = self.cost.unit_cost(unit)
+        return self._cache[unit.key]
+
+    @cached_property
+    def fixed(self) -> float:
+        return sum(self.price(u) for u in self.deployment.fixed)
+
+    @cached_property
+    def prices(self) -> list[list[float]]:
+        return [[sum(self.price(u) for u in units) for units in group.units]
+                for group in self.deployment.groups]
 
     def expected(self, groups: list[ChoiceGroup]) -> torch.Tensor:
         """E[cost] under the groups' current mixture: differentiable in the alphas."""
@@ -125,10 +128,6 @@ class BoundCost:
     def predict(self, genotype: Genotype) -> float:
         """The cost of a discretized network: the sum over every unit it deploys."""
         return float(sum(self.price(u) for u in self.deployment.units(genotype)))
-
-    def linear(self, kept: list[list[int]]) -> float:
-        """The cost of a choice as fixed part plus its candidates' prices (no glue)."""
-        return self.fixed + sum(self.prices[g][k] for g, ks in enumerate(kept) for k in ks)
 
 
 COSTS: Registry[Cost] = Registry("cost", selected_by_flag=False)

@@ -4,6 +4,7 @@ table``), and measured again for the found network on that runtime."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -77,10 +78,21 @@ class LatencyCost(Cost):
         return load_table(self.config.latency_table)
 
     def check_deployment(self, deployment: Deployment) -> None:
-        """The table must price this deployment's network (its settings); a table from
-        another machine or runtime is refused unless ``--allow-foreign-table``."""
-        self.table.check_settings(deployment.settings)
-        self._local = self.table.is_local(allow_foreign=self.config.allow_foreign_table)
+        """The table must price this deployment's network (its settings, always); a table
+        from another machine or runtime is refused unless ``--allow-foreign-table``, and
+        then the found network is not measured here."""
+        from nasctl.latency.check import check_table
+        from nasctl.latency.table import LatencyTableError, describe_settings
+
+        settings = self.table.keys.get("settings")
+        if settings != json.loads(json.dumps(deployment.settings)):  # tuples read as lists
+            diffs = self.table.differences({"settings": deployment.settings})
+            raise LatencyTableError(
+                f"{self.table.path} prices {describe_settings(settings or {})}, but this "
+                f"search deploys {describe_settings(deployment.settings)} "
+                f"({'; '.join(diffs)}); build a table for these settings or pass the "
+                "table's with --deploy-* flags")
+        self._local = not check_table(self.table, self.config.allow_foreign_table)
 
     def unit_cost(self, unit: Unit) -> float:
         return self.table.ms(unit)
@@ -90,9 +102,13 @@ class LatencyCost(Cost):
         None for a foreign table (this machine is not the one it describes)."""
         if not getattr(self, "_local", False):
             return None
-        from nasctl.latency.measure import measure_network
+        from nasctl.latency.check import table_settings
+        from nasctl.latency.measure import Timer, randomize_batchnorm
 
-        return measure_network(self.table, deployment.network(genotype), deployment.input_shape)
+        net = deployment.network(genotype)
+        randomize_batchnorm(net)
+        with Timer(table_settings(self.table)) as timer:
+            return timer.time_network(net, deployment.input_shape).median_ms
 
     def describe(self, value: float) -> str:
         return f"{value:.3f} ms"

@@ -3,6 +3,7 @@ network at its deployment settings, the DARTS convention ``nasctl validate`` rep
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,16 +48,44 @@ class MacCost(Cost):
         return True  # counting is cheap: every search reports its network's MACs
 
     def unit_cost(self, unit: Unit) -> float:
-        """Counted on the meta device (shapes only). Units that take several inputs (node
-        sums, concatenations) have no conv or linear MACs."""
-        from nasctl.nets.counting import count_macs
-
-        if len(unit.input_shapes) != 1:
-            return 0.0
-        channels, *size = unit.input_shapes[0]
-        with torch.device("meta"):
-            module = unit.build()
-        return float(count_macs(module, tuple(size), channels=channels).convfc)  # type: ignore[arg-type]
+        return float(conv_fc_macs(unit))
 
     def describe(self, value: float) -> str:
         return f"{value / 1e6:,.1f}M MACs"
+
+
+def conv_fc_macs(unit: Unit) -> int:
+    """Conv and linear multiply-accumulates of one pass through ``unit`` (batch 1), as
+    :func:`nasctl.nets.counting.count_macs` counts them. One forward with every ``Conv2d``
+    and ``Linear`` replaced by its output shape and every BatchNorm by the identity (no
+    arithmetic to speak of): the meta device would do
+    the same, but its BatchNorm and concatenation import the compiler (seconds a process),
+    and real convolutions cost seconds for a whole catalogue."""
+    from torch import nn
+
+    total = 0
+
+    def conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        size = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in zip(
+            x.shape[-2:], m.padding, m.dilation, m.kernel_size, m.stride, strict=True)]  # type: ignore[arg-type]
+        out = x.new_zeros(x.shape[0], m.out_channels, *size)
+        total += out.numel() * math.prod(m.weight.shape[1:])
+        return out
+
+    def linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += x.numel() // x.shape[-1] * m.in_features * m.out_features
+        return x.new_zeros(*x.shape[:-1], m.out_features)
+
+    module = unit.build().eval()
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            m.forward = lambda x, m=m: conv(m, x)  # type: ignore[method-assign]
+        elif isinstance(m, nn.Linear):
+            m.forward = lambda x, m=m: linear(m, x)  # type: ignore[method-assign]
+        elif isinstance(m, nn.BatchNorm2d):  # keeps the shape: nothing to compute
+            m.forward = lambda x: x  # type: ignore[method-assign]
+    with torch.inference_mode():
+        module(*(torch.zeros(1, *shape) for shape in unit.input_shapes))
+    return total
