@@ -245,7 +245,7 @@ def test_cli_export_fits_80_columns_and_reports_each_stage_off_a_terminal(
     assert all(len(lines) == 1 for lines in rows.values()), proc.stdout  # no wrapped rows
     assert "n/a ort-trt: " in proc.stdout and "all checks passed" in proc.stdout
     stages = [line.split("] ", 1)[1] for line in proc.stderr.splitlines()]
-    assert stages == ["parity inputs", "export onnx", "runtime torch fp32", "runtime ort fp32",
+    assert stages == ["export onnx", "runtime torch fp32", "runtime ort fp32",
                       "runtime ort-cuda fp32", "runtime ort-trt fp32", "counting"], proc.stderr
 
 

@@ -55,9 +55,9 @@ def _precisions(text: str, fp16: bool, int8: bool) -> tuple[str, ...]:
     return parse_precisions(",".join([text, *extra]))
 
 
-def _at_least(minimum: int, **values: int) -> None:
+def _at_least(minimum: int, **values: int | None) -> None:
     for flag, value in values.items():
-        if value < minimum:
+        if value is not None and value < minimum:
             raise NasctlError(f"--{flag.replace('_', '-')} must be at least {minimum}, "
                               f"not {value}")
 
@@ -115,10 +115,11 @@ def export_cmd(
     runtimes: Annotated[str | None, typer.Option(help="runtimes to check (default: all "
                                                       "but torch-cuda)")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch, ORT)")] = None,
-    samples: Annotated[int, typer.Option(help="held-out labelled images for parity")] = 200,
+    samples: Annotated[int | None, typer.Option(
+        help="held-out images for parity (default: up to 200)", show_default=False)] = None,
     parity_data: Annotated[str | None, typer.Option(
-        help="dataset name or image folder (default: the checkpoint's dataset, digits for "
-             "random weights)")] = None,
+        help="dataset name or image folder (default: the checkpoint's dataset when "
+             "--data-dir holds it, else digits resized, with accuracy not measured)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="folder holding CIFAR/ImageNet")] = None,
     atol: Annotated[float | None, typer.Option(help="override the preset's atol (judged "
                                                     "per element)")] = None,
@@ -127,8 +128,9 @@ def export_cmd(
     latency_runs: Annotated[int, typer.Option(help="timed runs at batch 1")] = 50,
     calib_data: Annotated[str | None, typer.Option(
         help="int8 calibration images: dataset name (train split) or image folder "
-             "(default: the parity dataset)")] = None,
-    calib_images: Annotated[int, typer.Option(help="int8 calibration image count")] = 256,
+             "(default: the parity dataset when it is here)")] = None,
+    calib_images: Annotated[int | None, typer.Option(
+        help="int8 calibration images (default: up to 256)", show_default=False)] = None,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] =
         "minmax",
     workspace: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 4096,
@@ -268,8 +270,8 @@ def _print_export(report: ExportReport, out: Path) -> None:
                 console.print(f"[bold red]{row.runtime} {row.precision} {name}[/]: "
                               f"{escape(check.error)}")
     data = report.parity_data
-    console.print(f"parity: {data['images']} {escape(str(data['source']))} test images"
-                  + (", accuracy judged against fp32" if data["accuracy_judged"] else ""))
+    console.print(f"parity: {data.images} {escape(data.source)} test images"
+                  + (", accuracy judged against fp32" if data.accuracy_judged else ""))
     for note in report.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
     _print_validation(report.validation)
@@ -325,7 +327,8 @@ def bench_cmd(
     int8: Annotated[bool, typer.Option("--int8", help="shorthand: add int8")] = False,
     calib_data: Annotated[str | None, typer.Option(
         help="int8 calibration images: dataset name or image folder")] = "digits",
-    calib_images: Annotated[int, typer.Option(help="int8 calibration image count")] = 256,
+    calib_images: Annotated[int | None, typer.Option(
+        help="int8 calibration images (default: up to 256)", show_default=False)] = None,
     data_dir: Annotated[str | None, typer.Option(help="folder holding CIFAR/ImageNet")] = None,
     dataset: Annotated[str | None, typer.Option(help="network settings for a genotype")] = None,
     channels: Annotated[int | None, typer.Option("-C", "--channels", "--C",
@@ -353,7 +356,7 @@ def bench_cmd(
         artifacts, size, mean, std, described, precisions = _bench_artifacts(
             model, names, batches, precisions, Path(tmp), dataset, channels, layers,
             (calib_data or "digits", calib_images, data_dir), update)
-        images = sample_images(max(batches), size, mean, std)
+        images = sample_images(max(batches), size, mean, std, up_to=True)
         rows = bench_runtimes(artifacts, plan_rows(names, precisions), batches, images,
                               threads, warmup=warmup, runs=runs, on_event=update)
     if not rows:
@@ -402,7 +405,7 @@ def _print_bench(rows: list[Any], result: dict[str, Any], model: str) -> None:
 def _bench_artifacts(model: str, names: list[str] | tuple[str, ...], batches: list[int],
                      precisions: tuple[str, ...], tmp: Path, dataset: str | None,
                      channels: int | None, layers: int | None,
-                     calib: tuple[str, int, str | None], update: Any,
+                     calib: tuple[str, int | None, str | None], update: Any,
                      ) -> tuple[Any, int, Any, Any, dict, tuple[str, ...]]:
     """Artifacts for the requested runtimes and the precisions they can run: a given file
     as it is (at the precision it holds); a model source exported through the same

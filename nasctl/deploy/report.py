@@ -19,6 +19,12 @@ from nasctl.deploy.artifacts import (
     Prepared,
     prepare_artifacts,
 )
+from nasctl.deploy.export_inputs import (
+    ParityData,
+    calibration_for,
+    calibration_source,
+    parity_inputs,
+)
 from nasctl.deploy.runtime import Artifacts, Runtime
 from nasctl.deploy.runtimes import DEFAULT_RUNTIMES, RUNTIMES, make_runtime
 
@@ -29,7 +35,6 @@ if TYPE_CHECKING:
     from nasctl.deploy.onnx_count import OnnxCounts
     from nasctl.deploy.parity import ParityResult
     from nasctl.deploy.validation import ValidationRow
-    from nasctl.export.precision import Calibration
     from nasctl.export.source import ModelSource
 
 Event = Callable[[dict[str, Any]], None]
@@ -46,7 +51,7 @@ class ExportOptions:
     settings: ExportSettings = field(default_factory=ExportSettings)
     runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     threads: int | None = None
-    parity_samples: int = 200
+    parity_samples: int | None = None  # None: up to PARITY_SAMPLES
     parity_data: str | None = None  # None: the model's dataset when trained, else digits
     data_dir: str | None = None
     atol: float | None = None
@@ -56,7 +61,7 @@ class ExportOptions:
     latency_runs: int = 50
     warmup: int = 5
     calib_data: str | None = None  # None: the train split of the parity dataset
-    calib_images: int = 256
+    calib_images: int | None = None  # None: up to CALIB_IMAGES
     calib_method: str = "minmax"
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,7 +210,7 @@ class ExportReport:
     runtimes: list[RuntimeRow]
     validation: CountValidation
     compute_floor: dict[str, Any]
-    parity_data: dict[str, Any]
+    parity_data: ParityData
     notes: list[str]
     passed: bool
 
@@ -214,6 +219,7 @@ class ExportReport:
         doc["artifacts"] = [a.to_dict() for a in self.artifacts]
         doc["runtimes"] = [r.to_dict() for r in self.runtimes]
         doc["validation"] = self.validation.to_dict()
+        doc["parity_data"] = self.parity_data.to_dict()
         return doc
 
 
@@ -236,28 +242,28 @@ def export_and_check(source: ModelSource, options: ExportOptions,
     emit = on_event or (lambda event: None)
     if options.trt:
         require_tensorrt()  # fail before minutes of export work
-    parity_data = options.parity_data or (source.dataset if source.trained else "digits")
-    judge_accuracy = source.trained and parity_data == source.dataset
-    emit({"event": "stage", "stage": "parity inputs"})
-    images, labels = _parity_inputs(source, options, parity_data)
-    out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    emit({"event": "stage", "stage": "loading parity inputs"})
+    parity = parity_inputs(source, options.parity_data, options.data_dir,
+                           options.parity_samples)
+    images, labels = parity.images, parity.labels
     plan = ArtifactPlan.for_runtimes(options.runtimes, options.precisions,
                                      write_onnx=options.onnx, build_engines=options.trt)
+    calibration = None
+    if "int8" in plan.graphs:  # real images or a refusal, before the first file is written
+        calibration = calibration_for(
+            source, calibration_source(options.calib_data, parity), options.calib_images,
+            options.calib_method, options.data_dir, options.settings.dynamic_batch)
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     prepared = prepare_artifacts(source, out, plan, options.settings, onnx_metadata(source,
-                                 options.settings.dynamic_batch),
-                                 lambda: calibration_for(
-                                     source, options.calib_data or parity_data,
-                                     options.calib_images, options.calib_method,
-                                     options.data_dir, options.settings.dynamic_batch),
-                                 emit)
+                                 options.settings.dynamic_batch), lambda: calibration, emit)
     reference = _run_chunks(_torch_reference(prepared.artifacts, options), images,
                             _chunk(options))
     rows = []
     for name, precision in plan_rows(options.runtimes, options.precisions):
         emit({"event": "stage", "stage": f"runtime {name} {precision}"})
         rows.append(_check_runtime(name, precision, options, prepared, images, labels,
-                                   reference, judge_accuracy))
+                                   reference, parity.data.accuracy_judged))
     emit({"event": "stage", "stage": "counting"})
     validation = _validation(source, prepared.artifacts)
     floor = _compute_floor(validation, rows, options)
@@ -266,13 +272,12 @@ def export_and_check(source: ModelSource, options: ExportOptions,
                 {"status": export_record.status, "error": export_record.error,
                  **(prepared.onnx_export.to_dict() if prepared.onnx_export else {})})
     notes = [] if source.trained else [RANDOM_WEIGHTS_NOTE]
+    if parity.stand_in:
+        notes.append(f"accuracy not measured: {parity.data.accuracy_not_measured}")
     report = ExportReport(
         model=source.describe(), options=options.to_dict(), host=host_info(options.threads),
         onnx=onnx_doc, artifacts=prepared.records, runtimes=rows, validation=validation,
-        compute_floor=floor,
-        parity_data={"source": parity_data, "split": "test", "images": len(images),
-                     "labelled": labels is not None, "accuracy_judged": judge_accuracy},
-        notes=notes, passed=False,
+        compute_floor=floor, parity_data=parity.data, notes=notes, passed=False,
     )
     report.passed = _passed(report)
     write_json(out / "report.json", report.to_dict())
@@ -294,29 +299,6 @@ def onnx_metadata(source: ModelSource, dynamic_batch: bool) -> dict[str, str]:
         "nasctl.std": ",".join(f"{v:.8g}" for v in source.std),
         "nasctl.weights": "trained" if source.trained else "random",
     }
-
-
-def calibration_for(source: ModelSource, data: str, count: int, method: str,
-                    data_dir: str | None, dynamic_batch: bool) -> Calibration:
-    """``count`` real calibration images from ``data`` (a dataset's train split or an
-    image folder), normalized as the model expects."""
-    from nasctl.deploy.inputs import sample_images
-    from nasctl.export.precision import Calibration
-
-    images = sample_images(count, source.input_size, source.mean, source.std, source=data,
-                           split="train", data_dir=data_dir)
-    where = data if Path(data).is_dir() else f"{data} (train split)"
-    return Calibration(images=images, source=where, method=method,
-                       batch=8 if dynamic_batch else 1)
-
-
-def _parity_inputs(source: ModelSource, options: ExportOptions,
-                   data: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from nasctl.deploy.inputs import sample_labelled_images
-
-    return sample_labelled_images(options.parity_samples, source.input_size, source.mean,
-                                  source.std, source=data, split="test",
-                                  data_dir=options.data_dir)
 
 
 def _chunk(options: ExportOptions) -> int:
