@@ -17,6 +17,7 @@ from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
 from nasctl.errors import NasctlError
+from nasctl.export.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from nasctl.deploy.report import CountValidation, ExportReport
@@ -91,7 +92,8 @@ def _progress(enabled: bool) -> Iterator[Any]:
             yield lambda event: status.update(escape(text(event)))
 
 
-_PRECISION_HELP = "comma list of fp32, fp16, int8: one ONNX graph (and engine) each"
+_PRECISION_HELP = (f"comma list of {', '.join(PRECISIONS)}: one ONNX graph (and engine) "
+                   "each")
 
 
 def export_cmd(
@@ -262,7 +264,7 @@ def _print_export(report: ExportReport, out: Path) -> None:
                    f"calibrated on {detail['calibration']['images']} images of "
                    f"{escape(detail['calibration']['source'])} "
                    f"({detail['calibration']['method']})"
-                   if record.precision == "int8" and record.kind == "onnx" else "")
+                   if detail.get("calibration") and record.kind == "onnx" else "")
             console.print(f"{record.precision} {what}: {record.path}{qdq}")
     for row in report.runtimes:
         for name, check in (("parity", row.parity), ("latency", row.latency)):

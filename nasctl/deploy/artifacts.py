@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from nasctl.deploy.runtime import Artifacts, Consumes
 from nasctl.deploy.runtimes import RUNTIMES
 from nasctl.errors import NasctlError
-from nasctl.export.precision import graph_name
+from nasctl.export.precision import graph_name, precision_row
 
 if TYPE_CHECKING:
     from nasctl.export.onnx_export import OnnxExport
@@ -136,7 +136,8 @@ def _precision_graph(prepared: Prepared, precision: str, out_dir: Path,
 
     emit({"event": "stage", "stage": f"{precision} graph"})
     try:
-        calib = calibration() if precision == "int8" and calibration is not None else None
+        calib = (calibration() if precision_row(precision).needs_calibration
+                 and calibration is not None else None)
         graph = make_precision_graph(prepared.artifacts.onnx["fp32"], precision,
                                      out_dir / graph_name(precision), calib)
     except NasctlError as exc:
@@ -154,13 +155,13 @@ def _engine(prepared: Prepared, precision: str, out_dir: Path, settings: ExportS
         return ArtifactRecord("engine", precision, "failed",
                               error=f"no {precision} ONNX graph to build from")
     emit({"event": "stage", "stage": f"TensorRT engine ({precision})"})
-    stem = "model" if precision == "fp32" else f"model.{precision}"
     try:
         engine_settings = EngineSettings(
             precision=precision, workspace_mib=settings.workspace_mib,
             max_batch=settings.max_batch, opt_batch=min(settings.opt_batch, settings.max_batch),
             timing_cache=str(out_dir / "timing.cache"), tf32=settings.tf32)
-        build = build_engine(graph, out_dir / f"{stem}.engine", engine_settings, emit)
+        build = build_engine(graph, out_dir / precision_row(precision).engine_name(),
+                             engine_settings, emit)
     except NasctlError as exc:
         return ArtifactRecord("engine", precision, "failed", error=str(exc))
     prepared.artifacts.engines[precision] = build.engine_path

@@ -27,6 +27,7 @@ from nasctl.deploy.export_inputs import (
 )
 from nasctl.deploy.runtime import Artifacts, Runtime
 from nasctl.deploy.runtimes import DEFAULT_RUNTIMES, RUNTIMES, make_runtime
+from nasctl.export.precision import precision_row
 
 if TYPE_CHECKING:
     import numpy as np
@@ -249,7 +250,8 @@ def export_and_check(source: ModelSource, options: ExportOptions,
     plan = ArtifactPlan.for_runtimes(options.runtimes, options.precisions,
                                      write_onnx=options.onnx, build_engines=options.trt)
     calibration = None
-    if "int8" in plan.graphs:  # real images or a refusal, before the first file is written
+    if any(precision_row(p).needs_calibration for p in plan.graphs):
+        # real images or a refusal, before the first file is written
         calibration = calibration_for(
             source, calibration_source(options.calib_data, parity), options.calib_images,
             options.calib_method, options.data_dir, options.settings.dynamic_batch)
