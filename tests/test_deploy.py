@@ -157,7 +157,7 @@ def test_latency_statistics_are_consistent(tiny: ModelSource, tiny_onnx: str) ->
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.p99_ms
     assert stats.throughput == pytest.approx(1000.0 / stats.median_ms, rel=1e-2)
     info = host_info(1)
-    assert info["versions"]["onnxruntime"] and info["threads"]["requested"] == 1
+    assert info.versions["onnxruntime"] and info.threads["requested"] == 1
 
 
 # --- the export report and the CLI ------------------------------------------------------

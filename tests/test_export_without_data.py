@@ -12,6 +12,7 @@ import pytest
 import torch
 from cli import assert_refused, in_process
 
+from nasctl.deploy.report_types import ExportReport
 from nasctl.export.source import load_model_source
 from nasctl.genotypes.io import genotype_to_dict
 
@@ -48,6 +49,12 @@ def test_a_cifar_checkpoint_exports_fp32_and_fp16_without_the_cifar_folder(
     assert rows[("ort", "fp16")]["parity"]["status"] == "pass"
     assert rows[("ort", "fp16")]["parity"]["accuracy"] is None
     assert (out / "model.onnx").is_file() and (out / "model.fp16.onnx").is_file()
+    # every part of the report reads back typed, and writes the same document again
+    typed = ExportReport.from_dict(report)
+    assert typed.parity_data.accuracy_not_measured == data["accuracy_not_measured"]
+    assert typed.onnx.export is not None and typed.onnx.export.opset == 18
+    assert typed.model.channels == 4 and typed.compute_floor.floor_ms > 0
+    assert json.loads(json.dumps(typed.to_dict())) == report
 
 
 @pytest.mark.parametrize(("flags", "needles"), [

@@ -30,6 +30,7 @@ Exporter = Literal["auto", "dynamo", "torchscript"]
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 18
+MIN_OPSET = 18  # the dynamo exporter's lowest; the TorchScript fallback must match it
 # Ops a lean DARTS-network graph never needs: their presence means the export left debris.
 STRAY_OPS = frozenset({"Identity", "Dropout", "Constant"})
 
@@ -98,6 +99,11 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
         model = onnxscript.optimizer.optimize(model)
     model, simplifier = _simplify(model) if simplify else (model, None)
     model = check_and_infer(model)
+    written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                   None)
+    if written != opset:  # never report an opset that was not applied
+        raise ExportError(f"the {used} exporter wrote opset {written}, not the requested "
+                          f"{opset}")
     meta = dict(metadata or {})
     meta["nasctl.exporter"] = used
     set_metadata(model, meta)
