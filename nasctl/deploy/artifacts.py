@@ -11,7 +11,7 @@ a ``failed`` record with the reason; the runtimes that needed it then report tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -93,6 +93,23 @@ class Prepared:
     def record(self, kind: str, precision: str) -> ArtifactRecord | None:
         return next((r for r in self.records if r.kind == kind and r.precision == precision),
                     None)
+
+    def publish(self, work: Path, final: Path) -> None:
+        """Record paths as they will be once the folder ``work`` is renamed to ``final``;
+        the runtimes go on loading the files from ``work`` until then."""
+        def moved(value: Any) -> Any:
+            if isinstance(value, str) and value.startswith(str(work)):
+                return str(final) + value[len(str(work)):]
+            if isinstance(value, dict):
+                return {k: moved(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [moved(v) for v in value]
+            return value
+
+        for record in self.records:
+            record.path, record.details = moved(record.path), moved(record.details)
+        if self.onnx_export is not None:
+            self.onnx_export = replace(self.onnx_export, path=moved(self.onnx_export.path))
 
 
 def prepare_artifacts(source: ModelSource, out_dir: Path, plan: ArtifactPlan,

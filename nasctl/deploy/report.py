@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 from nasctl.deploy.artifacts import ArtifactPlan, Prepared, onnx_metadata, prepare_artifacts
 from nasctl.deploy.events import OnDeployEvent, Stage
-from nasctl.deploy.export_inputs import calibration_for, calibration_source, parity_inputs
+from nasctl.deploy.export_inputs import (
+    ParityInputs,
+    calibration_for,
+    calibration_source,
+    parity_inputs,
+)
 from nasctl.deploy.report_types import (
     ComputeFloor,
     CountAgreement,
@@ -49,11 +54,13 @@ def plan_rows(runtimes: tuple[str, ...], precisions: tuple[str, ...]) -> list[tu
 def export_and_check(source: ModelSource, options: ExportOptions,
                      on_event: OnDeployEvent | None = None) -> ExportReport:
     """Run the whole export; returns the report (also written to out_dir/report.json).
-    Raises NasctlError only for bad input (e.g. --trt without TensorRT); failures of
-    individual files and runtimes are records and rows in the report."""
+    Raises NasctlError only for bad input (e.g. --trt without TensorRT), found before
+    anything is written; failures of individual files and runtimes are records and rows
+    in the report. out_dir is built in a temporary sibling and replaced whole at the end,
+    so an earlier export there stays intact until the new one is complete."""
     from nasctl.atomic import write_json
-    from nasctl.deploy.bench import host_info
     from nasctl.export.tensorrt import require_tensorrt
+    from nasctl.runs import open_output
 
     emit = on_event or (lambda event: None)
     if options.trt:
@@ -61,7 +68,6 @@ def export_and_check(source: ModelSource, options: ExportOptions,
     emit(Stage("loading parity inputs", loading=True))
     parity = parity_inputs(source, options.parity_data, options.data_dir,
                            options.parity_samples)
-    images, labels = parity.images, parity.labels
     plan = ArtifactPlan.for_runtimes(options.runtimes, options.precisions,
                                      write_onnx=options.onnx, build_engines=options.trt)
     calibration = None
@@ -71,9 +77,33 @@ def export_and_check(source: ModelSource, options: ExportOptions,
             source, calibration_source(options.calib_data, parity), options.calib_images,
             options.calib_method, options.data_dir, options.settings.dynamic_batch)
     out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_artifacts(source, out, plan, options.settings, onnx_metadata(source,
-                                 options.settings.dynamic_batch), lambda: calibration, emit)
+    with open_output(out, "export folder", _is_export) as work:
+        prepared = prepare_artifacts(source, work, plan, options.settings,
+                                     onnx_metadata(source, options.settings.dynamic_batch),
+                                     lambda: calibration, emit)
+        prepared.publish(work, out)
+        report = _check(source, options, prepared, parity, emit)
+        write_json(work / "report.json", report.to_dict())
+    return report
+
+
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier `nasctl export` (its report says so)."""
+    import json
+
+    try:
+        doc = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"model", "artifacts", "runtimes", "onnx"} <= doc.keys()
+
+
+def _check(source: ModelSource, options: ExportOptions, prepared: Prepared,
+           parity: ParityInputs, emit: OnDeployEvent) -> ExportReport:
+    """Parity and latency of every row, counts, the compute floor: the report."""
+    from nasctl.deploy.bench import host_info
+
+    images, labels = parity.images, parity.labels
     reference = _run_chunks(_torch_reference(prepared.artifacts, options), images,
                             _chunk(options))
     rows = []
@@ -96,7 +126,6 @@ def export_and_check(source: ModelSource, options: ExportOptions,
         compute_floor=floor, parity_data=parity.data, notes=notes, passed=False,
     )
     report.passed = _passed(report)
-    write_json(out / "report.json", report.to_dict())
     return report
 
 
