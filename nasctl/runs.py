@@ -246,6 +246,22 @@ def open_output(path: str | os.PathLike[str], what: str,
             release_lock(handle, lock_file)
 
 
+def check_output_file(path: str | os.PathLike[str],
+                      inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """A file a command is about to write (atomically): refused when it is a folder, one
+    of the command's inputs, or in a folder that does not exist (a typo would create it)."""
+    out = Path(path)
+    if not os.fspath(path) or out.is_dir():
+        raise NasctlError(f"--out {out}: is a folder; name the file to write")
+    if not out.parent.is_dir():
+        raise NasctlError(f"--out {out}: the folder {out.parent} does not exist")
+    for given in inputs:
+        source = Path(given)
+        if out.exists() and source.exists() and os.path.samefile(out, source):
+            raise NasctlError(f"--out {out}: is the input {given}; write to another file")
+    return out
+
+
 def _swap_in(work: Path, root: Path) -> None:
     """Put the finished ``work`` folder at ``root``; an earlier output there goes."""
     if not root.exists():
