@@ -152,6 +152,7 @@ def _from_checkpoint(path: Path, dataset: str | None, channels: int | None,
     from nasctl.genotypes.io import genotype_from_dict
     from nasctl.nets import build_network, dataset_settings
     from nasctl.runs import load_checkpoint
+    from nasctl.train.checkpoint import check_network
 
     state = load_checkpoint(path)
     missing = [k for k in ("genotype", "network", "model") if k not in state]
@@ -163,9 +164,7 @@ def _from_checkpoint(path: Path, dataset: str | None, channels: int | None,
         genotype = genotype_from_dict(state["genotype"])
     except GenotypeError as exc:
         raise CheckpointError(f"{path}: bad genotype inside the checkpoint: {exc}") from None
-    if not isinstance(state["network"], dict):
-        raise CheckpointError(f"{path}: \"network\" is not a dict of network settings")
-    kwargs = dict(state["network"])
+    kwargs = dict(check_network(state["network"], str(path), required=()))
     for name, given in (("dataset", dataset), ("C", channels), ("layers", layers)):
         if given is not None and kwargs.get(name) is not None and kwargs[name] != given:
             raise CheckpointError(

@@ -246,11 +246,9 @@ def read_sidecar(path: str) -> dict[str, Any] | None:
 def _own_settings(own: Any, detected: dict[str, Any], dataset: str | None,
                   where: str) -> dict[str, Any]:
     """The file's own network settings, where the weights agree with them."""
-    from nasctl.train.checkpoint import NETWORK_KEYS
+    from nasctl.train.checkpoint import check_network
 
-    if not isinstance(own, dict) or set(own) != set(NETWORK_KEYS):
-        raise CheckpointError(f"{where}: its network settings must hold exactly "
-                              f"{', '.join(NETWORK_KEYS)}")
+    check_network(own, where)
     for key in ("C", "layers", "num_classes"):
         if own[key] != detected[key]:
             raise CheckpointError(f"{where}: its settings say {key}={own[key]!r}, the weights "
