@@ -145,17 +145,20 @@ def summarize(root: Path) -> dict[str, Any]:
     """One row of what the pipeline produced, from the stages' reports."""
     import json
 
+    from nasctl.deploy.report_types import ExportReport
+
     def load(stage: str) -> dict[str, Any]:
         path = root / stage / "report.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    search, train, export = load("search"), load("train"), load("export")
+    search, train, exported = load("search"), load("train"), load("export")
+    export = ExportReport.from_dict(exported) if exported else None
     genotype_path = root / "search" / "genotype.json"
     genotype = json.loads(genotype_path.read_text()) if genotype_path.exists() else {}
     discretization = genotype.get("provenance", {}).get("discretization", {})
-    runtimes = {row["runtime"]: row for row in export.get("runtimes", [])}
-    validation = export.get("validation", {})
-    ort = runtimes.get("ort", {})
+    runtimes = {row.runtime: row for row in export.runtimes} if export else {}
+    validation = export.validation if export else None
+    ort = runtimes.get("ort")
     return {
         "folder": str(root),
         "genotype": str(root / "search" / "genotype.json"),
@@ -169,15 +172,16 @@ def summarize(root: Path) -> dict[str, Any]:
                              discretization.get("threshold"))},
         "test_top1": train.get("best_top1"),  # the best epoch's, which best.pt holds
         "best_epoch": train.get("best_epoch"),
-        "params": validation.get("torch", {}).get("params"),
-        "macs": validation.get("torch", {}).get("macs_convfc"),
-        "validation": validation.get("paper", {}).get("status"),
-        "counts_agree": all(c.get("status") == "pass" for c in validation.get("agreement", [])),
-        "parity": {name: row.get("parity", {}).get("status") for name, row in runtimes.items()},
-        "latency_ms": ort.get("latency", {}).get("median_ms"),
+        "params": validation.torch.params if validation else None,
+        "macs": validation.torch.macs_convfc if validation else None,
+        "validation": validation.paper.status if validation else None,
+        "counts_agree": all(c.status == "pass" for c in validation.agreement)
+        if validation else True,
+        "parity": {name: row.parity.status for name, row in runtimes.items()},
+        "latency_ms": ort.latency.stats.median_ms if ort and ort.latency.stats else None,
         "latency_budget": next((c for c in search.get("costs", [])
                                 if c.get("cost") == "latency" and c.get("target")), None),
-        "passed": bool(export.get("passed")),
+        "passed": bool(export and export.passed),
     }
 
 

@@ -1,7 +1,10 @@
-"""Run folders, shared by search and training: opening one (refusing to overwrite a run,
-locking it against a second writer, removing what a failed run created before it wrote
-anything useful), config.json, metrics.jsonl, versioned atomic checkpoints, report.json,
-and the helpers both loops use (loader reseeding, the divergence error, versions).
+"""Run folders, shared by search and training: opening one (refusing to overwrite a run
+or a folder that is not one, locking it against a second writer, removing what a failed
+or SIGTERM-ed run created before it wrote anything useful), config.json, metrics.jsonl,
+versioned atomic checkpoints, report.json, and the helpers both loops use (loader
+reseeding, the divergence error, versions). One-shot outputs (an export folder) use the
+same lock and signal handling through ``open_output``, built in a temporary sibling and
+renamed into place whole.
 
 Write order at the end of an epoch: the checkpoint first, then the records describing it
 (metrics.jsonl, arch_history.json). A crash between the two leaves a checkpoint whose
@@ -15,6 +18,10 @@ import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,30 +157,120 @@ class RunDir:
     def lock(self) -> None:
         """Take the folder's lock; a second nasctl writing here fails in one line. The
         lock dies with its process, so a killed run never blocks its ``--resume``."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no advisory locks
-            return
-        fh = open(self.file(LOCK), "a+")  # noqa: SIM115 - held for the run's lifetime
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise NasctlError(f"{self.path} is in use by another nasctl run (pid {holder}); "
-                              "wait for it or choose another --out") from None
-        fh.truncate(0)
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._lock = fh
+        self._lock = take_lock(self.file(LOCK), self.path)
 
     def unlock(self) -> None:
-        if self._lock is not None:
-            with contextlib.suppress(OSError):
-                self.file(LOCK).unlink()
-            self._lock.close()
-            self._lock = None
+        release_lock(self._lock, self.file(LOCK))
+        self._lock = None
+
+
+def take_lock(lock_file: Path, folder: Path) -> Any:
+    """An exclusive advisory lock on ``lock_file`` (which records our pid), held until
+    ``release_lock``; another holder is one line naming ``folder`` and its pid."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks
+        return None
+    fh = open(lock_file, "a+")  # noqa: SIM115 - held until release_lock
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise NasctlError(f"{folder} is in use by another nasctl run (pid {holder}); "
+                          "wait for it or choose another --out") from None
+    fh.truncate(0)
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+def release_lock(handle: Any, lock_file: Path) -> None:
+    if handle is not None:
+        with contextlib.suppress(OSError):
+            lock_file.unlink()
+        handle.close()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler, a container stopping) handled like Ctrl-C while a
+    command writes: the same cleanup, the same message and exit code."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_out(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise NasctlError(f"--out {root}: exists and is not a folder")
+
+
+@contextlib.contextmanager
+def open_output(path: str | os.PathLike[str], what: str,
+                owns: Callable[[Path], bool]) -> Iterator[Path]:
+    """A folder a one-shot command writes whole. Refuses a file, or a non-empty folder
+    that ``owns`` says is not this command's output; locks the folder; yields a temporary
+    sibling to build in, which replaces the folder only when the block succeeds. On any
+    failure (an error, Ctrl-C, SIGTERM, a full disk) the folder is as it was."""
+    root = Path(path)
+    _check_out(root)
+    if root.is_dir() and any(root.iterdir()) and not owns(root):
+        raise NasctlError(f"--out {root}: a non-empty folder that is not a nasctl {what}; "
+                          "choose another --out (nothing there is replaced)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = root.parent / f".{root.name}.lock"
+    with sigterm_as_interrupt():
+        handle = take_lock(lock_file, root)
+        try:
+            work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp",
+                                         dir=root.parent))
+            try:
+                os.chmod(work, 0o777 & ~atomic.UMASK)
+                yield work
+                _swap_in(work, root)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        finally:
+            release_lock(handle, lock_file)
+
+
+def check_output_file(path: str | os.PathLike[str],
+                      inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """A file a command is about to write (atomically): refused when it is a folder, one
+    of the command's inputs, or in a folder that does not exist (a typo would create it)."""
+    out = Path(path)
+    if not os.fspath(path) or out.is_dir():
+        raise NasctlError(f"--out {out}: is a folder; name the file to write")
+    if not out.parent.is_dir():
+        raise NasctlError(f"--out {out}: the folder {out.parent} does not exist")
+    for given in inputs:
+        source = Path(given)
+        if out.exists() and source.exists() and os.path.samefile(out, source):
+            raise NasctlError(f"--out {out}: is the input {given}; write to another file")
+    return out
+
+
+def _swap_in(work: Path, root: Path) -> None:
+    """Put the finished ``work`` folder at ``root``; an earlier output there goes."""
+    if not root.exists():
+        os.rename(work, root)
+        return
+    old = root.parent / f".{root.name}.old-{os.getpid()}"
+    os.rename(root, old)
+    os.rename(work, root)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -187,8 +284,7 @@ def open_run(path: str | os.PathLike[str], resume: bool, checkpoint: str, what: 
         yield None
         return
     root = Path(path)
-    if root.exists() and not root.is_dir():
-        raise NasctlError(f"--out {root}: exists and is not a folder")
+    _check_out(root)
     created = not root.exists()
     started = (root / checkpoint).exists() or (root / "config.json").exists()
     if started and not resume:
@@ -199,16 +295,20 @@ def open_run(path: str | os.PathLike[str], resume: bool, checkpoint: str, what: 
         raise CheckpointError(f"--resume: nothing to resume in {root} (no {checkpoint} or "
                               "config.json)")
     before = set(os.listdir(root)) if root.exists() else set()
+    if before - {LOCK} and not started:
+        raise NasctlError(f"--out {root}: a non-empty folder that is not a {what} (no "
+                          f"{checkpoint} or config.json); choose another --out")
     run = RunDir(root)
-    run.lock()
-    try:
-        yield run
-    except BaseException:
-        if not (root / checkpoint).exists():
-            _remove_new(root, before, created)
-        raise
-    finally:
-        run.unlock()
+    with sigterm_as_interrupt():
+        run.lock()
+        try:
+            yield run
+        except BaseException:
+            if not (root / checkpoint).exists():
+                _remove_new(root, before, created)
+            raise
+        finally:
+            run.unlock()
 
 
 def _remove_new(root: Path, before: set[str], created: bool) -> None:

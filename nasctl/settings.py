@@ -60,6 +60,15 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+# Sizes nasctl accepts, stated in every refusal: far above the papers' networks (C=36 or
+# 48, 20 or 14 cells, 600 epochs) and below allocations that cannot succeed.
+MAX_CHANNELS = 512
+MAX_CELLS = 100
+MAX_CLASSES = 100_000
+MAX_EPOCHS = 100_000
+MAX_BATCH = 8192
+MAX_SEED = 2**32 - 1  # numpy's seed range
+
 POSITIVE = Rule(low=0, open_low=True)
 NON_NEGATIVE = Rule(low=0)
 AT_LEAST_ONE = Rule(low=1)

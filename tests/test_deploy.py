@@ -17,10 +17,10 @@ from torch import nn
 from nasctl.deploy.artifacts import ExportSettings
 from nasctl.deploy.bench import host_info, measure
 from nasctl.deploy.onnx_count import count_onnx
-from nasctl.deploy.parity import TOLERANCES, compare_outputs, tolerance_for
+from nasctl.deploy.parity import compare_outputs, tolerance_for
 from nasctl.deploy.report import ExportOptions, export_and_check
 from nasctl.deploy.runtimes import Artifacts, make_runtime
-from nasctl.errors import BackendUnavailable
+from nasctl.errors import BackendUnavailable, NasctlError
 from nasctl.export.onnx_export import export_onnx
 from nasctl.export.source import ModelSource, load_model_source
 from nasctl.nets.counting import count_macs, count_params
@@ -72,10 +72,10 @@ def test_parity_fails_on_one_bad_element_and_on_flipped_top1() -> None:
 
 
 def test_tolerance_presets_loosen_with_precision() -> None:
-    fp32, fp16, int8 = (TOLERANCES[p] for p in ("fp32", "fp16", "int8"))
+    fp32, fp16, int8 = (tolerance_for(p) for p in ("fp32", "fp16", "int8"))
     assert fp32.atol < fp16.atol < int8.atol and fp32.rtol < fp16.rtol < int8.rtol
     assert fp32.min_top1 > fp16.min_top1 > int8.min_top1
-    with pytest.raises(ValueError, match="unknown precision"):
+    with pytest.raises(NasctlError, match="unknown precision"):
         tolerance_for("fp8")
 
 
@@ -157,7 +157,7 @@ def test_latency_statistics_are_consistent(tiny: ModelSource, tiny_onnx: str) ->
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.p99_ms
     assert stats.throughput == pytest.approx(1000.0 / stats.median_ms, rel=1e-2)
     info = host_info(1)
-    assert info["versions"]["onnxruntime"] and info["threads"]["requested"] == 1
+    assert info.versions["onnxruntime"] and info.threads["requested"] == 1
 
 
 # --- the export report and the CLI ------------------------------------------------------
@@ -245,7 +245,7 @@ def test_cli_export_fits_80_columns_and_reports_each_stage_off_a_terminal(
     assert all(len(lines) == 1 for lines in rows.values()), proc.stdout  # no wrapped rows
     assert "n/a ort-trt: " in proc.stdout and "all checks passed" in proc.stdout
     stages = [line.split("] ", 1)[1] for line in proc.stderr.splitlines()]
-    assert stages == ["parity inputs", "export onnx", "runtime torch fp32", "runtime ort fp32",
+    assert stages == ["export onnx", "runtime torch fp32", "runtime ort fp32",
                       "runtime ort-cuda fp32", "runtime ort-trt fp32", "counting"], proc.stderr
 
 

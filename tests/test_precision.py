@@ -147,6 +147,20 @@ def test_precisions_and_runtime_declarations() -> None:
             assert runtime.unavailable_reason() == f"runs {', '.join(cls.precisions)}, not fp16"
 
 
+def test_the_precision_table_is_the_one_declaration(exported: tuple[Path, dict]) -> None:
+    """Files, detection, tolerances and runtime support all come from one row each."""
+    from nasctl.deploy.parity import tolerance_for
+    from nasctl.export.onnx_export import describe_onnx_file
+    from nasctl.export.precision import PRECISION_TABLE
+
+    for row in PRECISION_TABLE.values():
+        assert describe_onnx_file(exported[0] / row.graph_name()).precision == row.name
+        assert tolerance_for(row.name) == row.tolerance
+    assert RUNTIMES["ort"].precisions == RUNTIMES["trt"].precisions == tuple(PRECISION_TABLE)
+    assert RUNTIMES["torch-cuda"].precisions == tuple(
+        name for name, row in PRECISION_TABLE.items() if row.torch_dtype)
+
+
 def test_fp16_conversion_clamps_tiny_weights_without_printing(tmp_path: Path) -> None:
     """Weights below fp16's range are clamped to 1e-7 (what the conversion is for) and the
     converter's warning about each is not passed on."""

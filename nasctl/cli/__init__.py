@@ -10,28 +10,42 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click as typer._click
 
 from nasctl.errors import NasctlError, RunInterrupted
 
+INTERRUPTED = 130  # Ctrl-C, or SIGTERM where a command writes (nasctl.runs)
+
 
 class _App(typer.Typer):
-    """A Typer app that turns library errors into one line on stderr and exit code 2."""
+    """A Typer app that turns library errors and usage errors into one line on stderr and
+    exit code 2, and an interruption into one line and exit code 130."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            code = super().__call__(*args, standalone_mode=False, **kwargs)
         except RunInterrupted as exc:  # before NasctlError: its own exit code
             print(f"nasctl: {exc}", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(INTERRUPTED)
         except NasctlError as exc:
             print(f"nasctl: error: {exc}", file=sys.stderr)
             sys.exit(2)
         except OSError as exc:  # permissions, a full disk, a vanished folder: not a bug
             print(f"nasctl: error: {exc}", file=sys.stderr)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except NoArgsIsHelpError as exc:  # `nasctl weights`: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.TyperException as exc:  # an unknown option, a missing --out, ...
+            where = f"; see {exc.ctx.command_path} --help" if getattr(exc, "ctx", None) else ""
+            print(f"nasctl: error: {exc.format_message().rstrip('.')}{where}",
+                  file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except (typer.Abort, KeyboardInterrupt):
+            code = INTERRUPTED
+        if code == INTERRUPTED:  # Typer turns KeyboardInterrupt into this exit code
             print("nasctl: interrupted", file=sys.stderr)
-            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 app = _App(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,10 +18,15 @@ from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
 from nasctl.errors import NasctlError
+from nasctl.export.onnx_export import MIN_OPSET
+from nasctl.export.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    from nasctl.deploy.report import CountValidation, ExportReport
+    from nasctl.deploy.bench import BenchRow, HostInfo
+    from nasctl.deploy.events import DeployEvent
+    from nasctl.deploy.report_types import CountValidation, ExportReport
 
+MAX_BATCH = 4096  # images per timed batch: far past any latency a deployment measures
 _STYLE = {"pass": "green", "failed": "bold red", "unavailable": "dim", "reference": "cyan",
           "skipped": "dim"}
 
@@ -44,6 +50,11 @@ def _batches(text: str) -> list[int]:
         raise NasctlError(f"--batch must be comma-separated integers, not {text!r}") from None
     if any(v < 1 for v in values):
         raise NasctlError("--batch sizes must be at least 1")
+    if max(values) > MAX_BATCH:
+        raise NasctlError(f"--batch sizes must be at most {MAX_BATCH}, not {max(values)}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise NasctlError(f"--batch gives {', '.join(map(str, repeated))} more than once")
     return values
 
 
@@ -55,9 +66,9 @@ def _precisions(text: str, fp16: bool, int8: bool) -> tuple[str, ...]:
     return parse_precisions(",".join([text, *extra]))
 
 
-def _at_least(minimum: int, **values: int) -> None:
+def _at_least(minimum: int, **values: int | None) -> None:
     for flag, value in values.items():
-        if value < minimum:
+        if value is not None and value < minimum:
             raise NasctlError(f"--{flag.replace('_', '-')} must be at least {minimum}, "
                               f"not {value}")
 
@@ -67,11 +78,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
     """Progress on stderr (stdout stays for the table or the JSON document): a spinner on
     a terminal; off one (a log, CI) a line per stage after loading, so minutes of work
     are not silent and a refusal while loading stays the only line."""
-    def text(event: dict[str, Any]) -> str:
-        if event.get("event") == "bench":
-            return f"timing {event['runtime']} {event['precision']} at batch {event['batch']}"
-        return str(event.get("stage") or " ".join(f"{k}={v}" for k, v in event.items()
-                                                  if k != "event"))
+    from nasctl.deploy.events import Stage
 
     if not enabled:
         yield lambda event: None
@@ -79,19 +86,21 @@ def _progress(enabled: bool) -> Iterator[Any]:
         started = time.perf_counter()
         seen = {"last": ""}
 
-        def line(event: dict[str, Any]) -> None:
-            current = text(event)
-            if current != seen["last"] and not current.startswith("loading "):
+        def line(event: DeployEvent) -> None:
+            current = str(event)
+            loading = isinstance(event, Stage) and event.loading
+            if current != seen["last"] and not loading:
                 err_console.print(f"[{time.perf_counter() - started:.0f} s] {escape(current)}",
                                   highlight=False, soft_wrap=True)
             seen["last"] = current
         yield line
     else:
         with err_console.status("starting...", spinner="dots") as status:
-            yield lambda event: status.update(escape(text(event)))
+            yield lambda event: status.update(escape(str(event)))
 
 
-_PRECISION_HELP = "comma list of fp32, fp16, int8: one ONNX graph (and engine) each"
+_PRECISION_HELP = (f"comma list of {', '.join(PRECISIONS)}: one ONNX graph (and engine) "
+                   "each")
 
 
 def export_cmd(
@@ -108,17 +117,18 @@ def export_cmd(
     channels: Annotated[int | None, typer.Option("-C", "--channels", "--C",
                                                  help="initial channels")] = None,
     layers: Annotated[int | None, typer.Option(help="number of cells")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
+    opset: Annotated[int, typer.Option(help=f"ONNX opset (at least {MIN_OPSET})")] = 18,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch",
                                                 help="dynamic batch axis")] = False,
     exporter: Annotated[str, typer.Option(help="auto, dynamo or torchscript")] = "auto",
     runtimes: Annotated[str | None, typer.Option(help="runtimes to check (default: all "
                                                       "but torch-cuda)")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch, ORT)")] = None,
-    samples: Annotated[int, typer.Option(help="held-out labelled images for parity")] = 200,
+    samples: Annotated[int | None, typer.Option(
+        help="held-out images for parity (default: up to 200)", show_default=False)] = None,
     parity_data: Annotated[str | None, typer.Option(
-        help="dataset name or image folder (default: the checkpoint's dataset, digits for "
-             "random weights)")] = None,
+        help="dataset name or image folder (default: the checkpoint's dataset when "
+             "--data-dir holds it, else digits resized, with accuracy not measured)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="folder holding CIFAR/ImageNet")] = None,
     atol: Annotated[float | None, typer.Option(help="override the preset's atol (judged "
                                                     "per element)")] = None,
@@ -127,8 +137,9 @@ def export_cmd(
     latency_runs: Annotated[int, typer.Option(help="timed runs at batch 1")] = 50,
     calib_data: Annotated[str | None, typer.Option(
         help="int8 calibration images: dataset name (train split) or image folder "
-             "(default: the parity dataset)")] = None,
-    calib_images: Annotated[int, typer.Option(help="int8 calibration image count")] = 256,
+             "(default: the parity dataset when it is here)")] = None,
+    calib_images: Annotated[int | None, typer.Option(
+        help="int8 calibration images (default: up to 256)", show_default=False)] = None,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] =
         "minmax",
     workspace: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 4096,
@@ -142,6 +153,7 @@ def export_cmd(
     labelled test images, latency and counts for every runtime and precision. Writes
     report.json. Exit 1 if a check fails."""
     from nasctl.deploy.artifacts import ExportSettings
+    from nasctl.deploy.events import Stage
     from nasctl.deploy.report import ExportOptions, export_and_check
     from nasctl.deploy.runtimes import DEFAULT_RUNTIMES
     from nasctl.export.precision import CALIBRATION_METHODS
@@ -156,7 +168,13 @@ def export_cmd(
         raise NasctlError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, "
                           f"not {calib_method!r}")
     _at_least(1, samples=samples, latency_runs=latency_runs, calib_images=calib_images,
-              workspace=workspace, max_batch=max_batch)
+              workspace=workspace, max_batch=max_batch, threads=threads)
+    _at_least(MIN_OPSET, opset=opset)
+    for flag, value, top in (("atol", atol, math.inf), ("rtol", rtol, math.inf),
+                             ("min-top1", min_top1, 1.0)):
+        if value is not None and not 0 <= value <= top:  # also refuses nan
+            bound = "at most 1" if top == 1.0 else "finite"
+            raise NasctlError(f"--{flag} must be at least 0 and {bound}, not {value}")
     if not onnx:
         raise NasctlError("--no-onnx leaves nothing to export: every runtime but torch "
                           "consumes the ONNX graphs, and TensorRT engines are built from them")
@@ -172,7 +190,7 @@ def export_cmd(
         calib_method=calib_method,
     )
     with _progress(not as_json) as update:
-        update({"stage": f"loading {model}"})
+        update(Stage(f"loading {model}", loading=True))
         source = load_model_source(model, dataset=dataset, channels=channels, layers=layers)
         report = export_and_check(source, options, on_event=update)
     if as_json:
@@ -216,8 +234,8 @@ def _short_status(status: str) -> str:
 
 def _print_export(report: ExportReport, out: Path) -> None:
     m = report.model
-    title = (f"{escape(str(m['genotype']))} ({m['dataset']}, C={m['C']}, {m['layers']} cells, "
-             f"{m['weights'].split(' (')[0]} weights)")
+    title = (f"{escape(str(m.genotype))} ({m.dataset}, C={m.channels}, {m.layers} cells, "
+             f"{m.weights.split(' (')[0]} weights)")
     table = _table(title, ("runtime", "prec", "file", "parity", "err/rms", "top-1",
                            "accuracy", "b1 ms med/p99"))
     for row in report.runtimes:
@@ -242,13 +260,12 @@ def _print_export(report: ExportReport, out: Path) -> None:
                for row in report.runtimes if row.parity.status == "unavailable"}
     for name, reason in reasons.items():
         console.print(f"n/a {name}: {escape(reason or '')}", style="dim")
-    onnx = report.onnx
-    if onnx["status"] == "pass":
-        note = (f" (fallback: {escape(onnx['fallback_reason'])})"
-                if onnx["fallback_reason"] else "")
-        console.print(f"ONNX: {onnx['path']}, opset {onnx['opset']}, "
-                      f"{onnx['exporter']} exporter{note}, {sum(onnx['op_counts'].values())} "
-                      f"nodes, stray ops: {onnx['stray_ops'] or 'none'}")
+    onnx = report.onnx.export
+    if report.onnx.status == "pass" and onnx is not None:
+        note = (f" (fallback: {escape(onnx.fallback_reason)})" if onnx.fallback_reason else "")
+        console.print(f"ONNX: {onnx.path}, opset {onnx.opset}, {onnx.exporter} exporter"
+                      f"{note}, {sum(onnx.op_counts.values())} nodes, stray ops: "
+                      f"{onnx.stray_ops or 'none'}")
     for record in report.artifacts:
         what = "ONNX graph" if record.kind == "onnx" else "TensorRT engine"
         if record.status == "failed":
@@ -260,7 +277,7 @@ def _print_export(report: ExportReport, out: Path) -> None:
                    f"calibrated on {detail['calibration']['images']} images of "
                    f"{escape(detail['calibration']['source'])} "
                    f"({detail['calibration']['method']})"
-                   if record.precision == "int8" and record.kind == "onnx" else "")
+                   if detail.get("calibration") and record.kind == "onnx" else "")
             console.print(f"{record.precision} {what}: {record.path}{qdq}")
     for row in report.runtimes:
         for name, check in (("parity", row.parity), ("latency", row.latency)):
@@ -268,8 +285,8 @@ def _print_export(report: ExportReport, out: Path) -> None:
                 console.print(f"[bold red]{row.runtime} {row.precision} {name}[/]: "
                               f"{escape(check.error)}")
     data = report.parity_data
-    console.print(f"parity: {data['images']} {escape(str(data['source']))} test images"
-                  + (", accuracy judged against fp32" if data["accuracy_judged"] else ""))
+    console.print(f"parity: {data.images} {escape(data.source)} test images"
+                  + (", accuracy judged against fp32" if data.accuracy_judged else ""))
     for note in report.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
     _print_validation(report.validation)
@@ -278,9 +295,9 @@ def _print_export(report: ExportReport, out: Path) -> None:
                     and r.latency.x_floor is not None), None)
     distance = (f"; ORT CPU ({ort_row.precision}) is {ort_row.latency.x_floor}x above it"
                 if ort_row else "")
-    console.print(f"compute floor (batch {report.options['latency_batch']}): "
-                  f"{floor['floor_ms']:.2f} ms = MACs / measured fp32 peak "
-                  f"{floor['peak_macs_per_s'] / 1e9:.1f} GMAC/s{distance}")
+    console.print(f"compute floor (batch {report.options.latency_batch}): "
+                  f"{floor.floor_ms:.2f} ms = MACs / measured fp32 peak "
+                  f"{floor.peak_macs_per_s / 1e9:.1f} GMAC/s{distance}")
     verdict = "[green]all checks passed[/]" if report.passed else "[bold red]FAILED[/]"
     console.print(f"{verdict}; report: {out / 'report.json'}")
 
@@ -325,7 +342,8 @@ def bench_cmd(
     int8: Annotated[bool, typer.Option("--int8", help="shorthand: add int8")] = False,
     calib_data: Annotated[str | None, typer.Option(
         help="int8 calibration images: dataset name or image folder")] = "digits",
-    calib_images: Annotated[int, typer.Option(help="int8 calibration image count")] = 256,
+    calib_images: Annotated[int | None, typer.Option(
+        help="int8 calibration images (default: up to 256)", show_default=False)] = None,
     data_dir: Annotated[str | None, typer.Option(help="folder holding CIFAR/ImageNet")] = None,
     dataset: Annotated[str | None, typer.Option(help="network settings for a genotype")] = None,
     channels: Annotated[int | None, typer.Option("-C", "--channels", "--C",
@@ -337,7 +355,9 @@ def bench_cmd(
     model is exported to the precisions' ONNX graphs (and engines where TensorRT is
     present); a given .onnx or .engine file runs at the precision it holds. Exit 1 when a
     measurement failed, 2 when nothing could be measured."""
+    from nasctl.deploy.artifacts import bench_inputs
     from nasctl.deploy.bench import bench_runtimes, host_info
+    from nasctl.deploy.events import Stage
     from nasctl.deploy.inputs import sample_images
     from nasctl.deploy.report import plan_rows
     from nasctl.deploy.runtimes import RUNTIME_NAMES
@@ -345,35 +365,39 @@ def bench_cmd(
     names = _runtime_names(backend, RUNTIME_NAMES)
     batches = _batches(batch)
     precisions = _precisions(precision, fp16, int8)
-    _at_least(1, runs=runs, calib_images=calib_images)
+    _at_least(1, runs=runs, calib_images=calib_images, threads=threads)
     _at_least(0, warmup=warmup)
     with tempfile.TemporaryDirectory(prefix="nasctl-bench-") as tmp, \
             _progress(not as_json) as update:
-        update({"stage": f"loading {model}"})
-        artifacts, size, mean, std, described, precisions = _bench_artifacts(
-            model, names, batches, precisions, Path(tmp), dataset, channels, layers,
-            (calib_data or "digits", calib_images, data_dir), update)
-        images = sample_images(max(batches), size, mean, std)
-        rows = bench_runtimes(artifacts, plan_rows(names, precisions), batches, images,
-                              threads, warmup=warmup, runs=runs, on_event=update)
+        update(Stage(f"loading {model}", loading=True))
+        inputs = bench_inputs(model, names, batches, precisions, Path(tmp), dataset=dataset,
+                              channels=channels, layers=layers,
+                              calib_data=calib_data or "digits", calib_images=calib_images,
+                              data_dir=data_dir, on_event=update)
+        images = sample_images(max(batches), inputs.input_size, inputs.mean, inputs.std,
+                               up_to=True)
+        rows = bench_runtimes(inputs.artifacts, plan_rows(names, inputs.precisions), batches,
+                              images, threads, warmup=warmup, runs=runs, on_event=update)
     if not rows:
-        raise NasctlError(f"none of {', '.join(names)} runs {', '.join(precisions)}")
-    result = {"model": described, "precisions": list(precisions), "batches": batches,
-              "host": host_info(threads), "results": [r.to_dict() for r in rows]}
+        raise NasctlError(f"none of {', '.join(names)} runs {', '.join(inputs.precisions)}")
+    host = host_info(threads)
     if as_json:
-        print_json(result)
+        print_json({"model": inputs.described, "precisions": list(inputs.precisions),
+                    "batches": batches, "host": host.to_dict(),
+                    "results": [r.to_dict() for r in rows]})
     else:
-        _print_bench(rows, result, model)
-    if not any(r.status == "pass" for r in rows) and not any(r.status == "failed"
-                                                              for r in rows):
-        raise NasctlError("nothing could be measured here: "
-                          + "; ".join(sorted({r.reason or "" for r in rows})))
+        _print_bench(rows, inputs.described, host, model)
+    if not any(r.status == "pass" for r in rows) and (
+            inputs.given_file or not any(r.status == "failed" for r in rows)):
+        # a given file no runtime could load or run is bad input, not a failed measurement
+        raise NasctlError("nothing could be measured here: " + "; ".join(
+            dict.fromkeys(r.reason or r.error or "" for r in rows)))
     if any(r.status == "failed" for r in rows):
         raise typer.Exit(1)
 
 
-def _print_bench(rows: list[Any], result: dict[str, Any], model: str) -> None:
-    described = result["model"]
+def _print_bench(rows: list[BenchRow], described: dict[str, Any], host: HostInfo,
+                 model: str) -> None:
     table = _table(f"latency: {escape(str(described.get('genotype') or model))}",
                    ("runtime", "device", "prec", "batch", "median ms", "p90 ms", "p99 ms",
                     "img/s", "runs"))
@@ -392,83 +416,10 @@ def _print_bench(rows: list[Any], result: dict[str, Any], model: str) -> None:
     console.print(table)
     for note in dict.fromkeys(notes):
         console.print(escape(note))
-    host = result["host"]
-    console.print(f"host: {host['cpu']} ({host['logical_cpus']} CPUs), GPU: "
-                  f"{(host['gpu'] or {}).get('name', 'none')}, threads: {host['threads']}")
-    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in host["versions"].items()
+    threads = host.threads
+    console.print(f"host: {host.cpu} ({host.logical_cpus} CPUs), GPU: "
+                  f"{host.gpu.name if host.gpu else 'none'}, threads: torch "
+                  f"{threads['torch']}, requested {threads['requested'] or 'default'}, "
+                  f"OMP_NUM_THREADS {threads['OMP_NUM_THREADS'] or 'unset'}")
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in host.versions.items()
                                            if v))
-
-
-def _bench_artifacts(model: str, names: list[str] | tuple[str, ...], batches: list[int],
-                     precisions: tuple[str, ...], tmp: Path, dataset: str | None,
-                     channels: int | None, layers: int | None,
-                     calib: tuple[str, int, str | None], update: Any,
-                     ) -> tuple[Any, int, Any, Any, dict, tuple[str, ...]]:
-    """Artifacts for the requested runtimes and the precisions they can run: a given file
-    as it is (at the precision it holds); a model source exported through the same
-    preparation as `nasctl export` (dynamic batch when batch sizes vary), with engines
-    where TensorRT is present."""
-    from nasctl.data import dataset_info
-    from nasctl.deploy.artifacts import ArtifactPlan, ExportSettings, prepare_artifacts
-    from nasctl.deploy.report import calibration_for, onnx_metadata
-    from nasctl.deploy.runtime import Artifacts
-    from nasctl.export.tensorrt import tensorrt_unavailable_reason
-
-    suffix = Path(model).suffix
-    if suffix in (".onnx", ".engine"):
-        if not Path(model).is_file():
-            raise NasctlError(f"{model}: no such file")
-        info = dataset_info(dataset or "cifar10")
-        size, mean, std, held = _file_input(model, info, batches)
-        artifacts = Artifacts(cache_dir=str(tmp / "ort_trt_cache"))
-        (artifacts.onnx if suffix == ".onnx" else artifacts.engines)[held] = model
-        return artifacts, size, mean, std, {"spec": model, "kind": suffix[1:]}, (held,)
-    from nasctl.export.source import load_model_source
-
-    source = load_model_source(model, dataset=dataset, channels=channels, layers=layers)
-    dynamic = any(b != 1 for b in batches)
-    plan = ArtifactPlan.for_runtimes(tuple(names), precisions, write_onnx=False,
-                                     build_engines=tensorrt_unavailable_reason() is None)
-    settings = ExportSettings(dynamic_batch=dynamic, max_batch=max(batches),
-                              opt_batch=max(batches))
-    data, count, data_dir = calib
-    prepared = prepare_artifacts(
-        source, tmp, plan, settings, onnx_metadata(source, dynamic),
-        lambda: calibration_for(source, data, count, "minmax", data_dir, dynamic), update)
-    failed = [r for r in prepared.records if r.status == "failed"]
-    if failed:
-        raise NasctlError(f"could not make the {failed[0].precision} {failed[0].kind} file: "
-                          f"{failed[0].error}")
-    return (prepared.artifacts, source.input_size, source.mean, source.std,
-            source.describe(), precisions)
-
-
-def _file_input(path: str, info: Any, batches: list[int],
-                ) -> tuple[int, tuple[float, ...], tuple[float, ...], str]:
-    """Input size, normalization and precision of an exported file: from nasctl's ONNX
-    metadata when present, else the dataset's; an engine's precision from its sidecar."""
-    import json
-
-    size, mean, std = info.input_size, info.mean, info.std
-    if path.endswith(".engine"):
-        sidecar = Path(f"{path}.json")
-        held = "fp32"
-        if sidecar.is_file():
-            try:
-                held = json.loads(sidecar.read_text())["settings"]["precision"]
-            except (ValueError, KeyError, TypeError):
-                raise NasctlError(f"{sidecar}: not a nasctl engine sidecar") from None
-        return size, mean, std, held
-    from nasctl.export.onnx_export import describe_onnx_file
-
-    described = describe_onnx_file(path)
-    if described.static_batch is not None and any(b != described.static_batch
-                                                  for b in batches):
-        raise NasctlError(f"{path} has a static batch of {described.static_batch}; export "
-                          "with --dynamic-batch to bench other batch sizes")
-    meta = described.metadata
-    if "nasctl.input_shape" in meta:
-        size = int(meta["nasctl.input_shape"].split(",")[-1])
-        mean = tuple(float(v) for v in meta["nasctl.mean"].split(","))
-        std = tuple(float(v) for v in meta["nasctl.std"].split(","))
-    return size, mean, std, described.precision

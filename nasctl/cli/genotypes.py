@@ -68,12 +68,14 @@ def show_cmd(
     typer.echo(_render(read_any(source), fmt))
 
 
-def _write(genotype: object, out: Path, fmt: str | None) -> str:
+_BY_SUFFIX = {".json": "json", ".graphml": "graphml"}
+
+
+def _write(genotype: object, out: Path, fmt: str) -> str:
     from nasctl import atomic
     from nasctl.genotypes import Genotype, write_genotype, write_graphml
 
     assert isinstance(genotype, Genotype)
-    fmt = fmt or ("graphml" if out.suffix == ".graphml" else "json")
     if fmt == "json":
         write_genotype(genotype, out)
     elif fmt == "graphml":
@@ -91,11 +93,17 @@ def convert_cmd(
         "--format", "-f", help="json|graphml|darts|fairdarts|nni (default: by suffix)")] = None,
 ) -> None:
     """Convert a genotype to another format (nasctl JSON, GraphML, DARTS, FairDARTS, NNI)."""
-    from nasctl.genotypes.sources import read_any
+    from nasctl.genotypes.sources import path_exists, read_any
+    from nasctl.runs import check_output_file
 
     if fmt is not None and fmt not in (*FORMATS, "graphml"):
         raise NasctlError(f"unknown format {fmt!r} (json, graphml, darts, fairdarts, nni)")
-    written = _write(read_any(source), out, fmt)
+    check_output_file(out, [source] if path_exists(source) else [])
+    if fmt is None and out.suffix.lower() not in _BY_SUFFIX:
+        raise NasctlError(f"--out {out}: cannot tell the format from {out.suffix or 'no suffix'!r}"
+                          "; name it .json or .graphml, or pass --format json|graphml|darts|"
+                          "fairdarts|nni")
+    written = _write(read_any(source), out, fmt or _BY_SUFFIX[out.suffix.lower()])
     console.print(f"wrote {out} ({written})")
 
 
@@ -107,8 +115,10 @@ def import_cmd(
 ) -> None:
     """Import a DARTS 2-tuple or FairDARTS 3-tuple genotype into a nasctl genotype file."""
     from nasctl.genotypes import write_genotype
-    from nasctl.genotypes.sources import read_any
+    from nasctl.genotypes.sources import path_exists, read_any
+    from nasctl.runs import check_output_file
 
+    check_output_file(out, [text] if path_exists(text) else [])
     genotype = read_any(text, name=name or out.name.split(".")[0])
     if name:
         genotype.name = name
@@ -123,7 +133,9 @@ def draw_cmd(
 ) -> None:
     """Draw both cells, with op names on the edges."""
     from nasctl.genotypes.draw import draw_genotype
-    from nasctl.genotypes.sources import read_any
+    from nasctl.genotypes.sources import path_exists, read_any
+    from nasctl.runs import check_output_file
 
+    check_output_file(out, [source] if path_exists(source) else [])
     draw_genotype(read_any(source), out)
     console.print(f"wrote {out}")

@@ -37,7 +37,9 @@ def import_cmd(
     """Write a checkpoint `nasctl eval`, `export` and `bench` accept."""
     from nasctl.atomic import torch_save
     from nasctl.nets.official import import_weights
+    from nasctl.runs import check_output_file
 
+    check_output_file(out, [file, genotype])
     ckpt = import_weights(file, genotype, layout, dataset)
     torch_save(out, ckpt)
     summary = {"out": str(out), "layout": ckpt["imported"]["layout"], **ckpt["network"],
@@ -59,9 +61,14 @@ def export_cmd(
                                       show_default=False)],
 ) -> None:
     """Write the weights as the official evaluation scripts load them."""
-    from nasctl.atomic import torch_save
-    from nasctl.nets.official import export_weights
+    from nasctl.atomic import torch_save, write_json
+    from nasctl.nets.official import export_weights, sidecar, sidecar_path
+    from nasctl.runs import check_output_file
     from nasctl.train.checkpoint import read_checkpoint
 
-    torch_save(out, export_weights(read_checkpoint(checkpoint), layout))
-    console.print(f"{checkpoint} -> {out} ({layout} layout)")
+    check_output_file(out, [checkpoint])
+    ckpt = read_checkpoint(checkpoint)
+    torch_save(out, export_weights(ckpt, layout))
+    write_json(sidecar_path(out), sidecar(ckpt))
+    console.print(f"{checkpoint} -> {out} ({layout} layout; network settings in "
+                  f"{sidecar_path(out)})")

@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import platform
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from nasctl.deploy.events import DeployEvent, Timing
 
 if TYPE_CHECKING:
     from nasctl.deploy.runtime import Artifacts, Runtime
@@ -85,38 +88,74 @@ class BenchRow:
         return doc
 
 
+@dataclass
+class OpenedRuntime:
+    """A (runtime, precision) row before it runs: ``ready`` (loaded), ``unavailable`` here
+    (``detail`` says why) or ``failed`` (``detail`` is the error)."""
+
+    runtime: Runtime
+    status: Literal["ready", "unavailable", "failed"]
+    detail: str | None = None
+
+
+def open_runtime(name: str, precision: str, threads: int | None, artifacts: Artifacts,
+                 file_status: str = "pass", file_reason: str | None = None) -> OpenedRuntime:
+    """The one judgement of a row before it runs, for export and bench alike: the runtime
+    cannot run here, or its file was not made (``file_status`` ``unavailable``, with
+    ``file_reason``) -> unavailable; its file failed to be made, or loading it raised ->
+    failed; else ready."""
+    from nasctl.deploy.runtimes import make_runtime
+
+    runtime = make_runtime(name, precision, threads)
+    reason = runtime.unavailable_reason()
+    if reason is None and file_status == "failed":
+        return OpenedRuntime(runtime, "failed", f"no {precision} file to run")
+    if reason is None and file_status == "unavailable":
+        reason = file_reason
+    try:
+        reason = reason or runtime.try_load(artifacts)
+    except Exception as exc:  # e.g. a corrupt file: this row failed, the rest go on
+        return OpenedRuntime(runtime, "failed", error_line(exc))
+    if reason is not None:
+        return OpenedRuntime(runtime, "unavailable", reason)
+    return OpenedRuntime(runtime, "ready")
+
+
+def error_line(exc: BaseException) -> str:
+    """An unexpected runtime error as one line: type, first line, where it was raised."""
+    text = str(exc).strip().splitlines()
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    loc = f" at {os.path.basename(where[0].filename)}:{where[0].lineno}" if where else ""
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}{loc}"
+
+
 def bench_runtimes(artifacts: Artifacts, pairs: list[tuple[str, str]], batches: list[int],
                    images: np.ndarray, threads: int | None = None, warmup: int = 10,
-                   runs: int = 100, on_event: Callable[[dict[str, Any]], None] | None = None,
+                   runs: int = 100, on_event: Callable[[DeployEvent], None] | None = None,
                    ) -> list[BenchRow]:
     """Latency of each (runtime, precision) at each batch size; unavailable runtimes become
     rows with a reason, never errors."""
-    from nasctl.deploy.runtimes import make_runtime
-
     emit = on_event or (lambda event: None)
     rows: list[BenchRow] = []
     for name, precision in pairs:
-        runtime = make_runtime(name, precision, threads)
+        opened = open_runtime(name, precision, threads, artifacts)
+        runtime = opened.runtime
         base = {"runtime": name, "device": runtime.device, "precision": precision,
                 "settings": runtime.settings() or None}
-        try:
-            reason = runtime.try_load(artifacts)
-        except Exception as exc:  # e.g. a corrupt engine: this row failed, the rest go on
-            rows.append(BenchRow(**base, status="failed",
-                                 error=f"{type(exc).__name__}: {str(exc).strip()[:300]}"))
-            continue
-        if reason is not None:
-            rows.append(BenchRow(**base, status="unavailable", reason=reason))
+        if opened.status != "ready":
+            detail = ({"reason": opened.detail} if opened.status == "unavailable"
+                      else {"error": opened.detail})
+            rows.append(BenchRow(**base, status=opened.status, **detail))
             continue
         for batch in batches:
-            emit({"event": "bench", "runtime": name, "precision": precision, "batch": batch})
+            emit(Timing(name, precision, batch))
             x = images[np.arange(batch) % len(images)]
             try:
                 stats = measure(runtime, x, warmup=warmup, runs=runs)
                 rows.append(BenchRow(**base, status="pass", batch=batch, stats=stats))
             except Exception as exc:  # e.g. a batch outside an engine's profile
                 rows.append(BenchRow(**base, status="failed", batch=batch,
-                                     error=f"{type(exc).__name__}: {str(exc).strip()[:300]}"))
+                                     error=error_line(exc)))
     return rows
 
 
@@ -172,43 +211,74 @@ def peak_macs_per_second(threads: int | None = None, size: int = 1024,
     return size**3 / best
 
 
-def host_info(threads: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    memory_gib: float
+    capability: str
+    cuda: str | None
+    cudnn: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """The host a latency was measured on: CPU, GPU, library versions, thread settings."""
+
+    cpu: str
+    logical_cpus: int | None
+    platform: str
+    python: str
+    threads: dict[str, Any]  # requested, torch, torch_interop, OMP_NUM_THREADS
+    versions: dict[str, str | None]  # library -> version (None: not installed)
+    gpu: GpuInfo | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "gpu": self.gpu.to_dict() if self.gpu else None}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> HostInfo:
+        gpu = doc.get("gpu")
+        return cls(doc["cpu"], doc.get("logical_cpus"), doc["platform"], doc["python"],
+                   dict(doc["threads"]), dict(doc["versions"]),
+                   None if gpu is None else GpuInfo(**gpu))
+
+
+def host_info(threads: int | None = None) -> HostInfo:
     """Host CPU/GPU, library versions and thread settings, for every latency report."""
     import numpy
     import torch
 
-    info: dict[str, Any] = {
-        "cpu": _cpu_name(),
-        "logical_cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "threads": {"requested": threads, "torch": torch.get_num_threads(),
-                    "torch_interop": torch.get_num_interop_threads(),
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "versions": {"torch": torch.__version__, "numpy": numpy.__version__},
-        "gpu": None,
-    }
-    for lib in ("onnx", "onnxruntime"):
-        try:
-            info["versions"][lib] = __import__(lib).__version__
-        except ImportError:
-            info["versions"][lib] = None
     from nasctl import __version__
     from nasctl.export.tensorrt import tensorrt_unavailable_reason
 
-    info["versions"]["nasctl"] = __version__
+    versions: dict[str, str | None] = {"torch": torch.__version__, "numpy": numpy.__version__}
+    for lib in ("onnx", "onnxruntime"):
+        try:
+            versions[lib] = __import__(lib).__version__
+        except ImportError:
+            versions[lib] = None
+    versions["nasctl"] = __version__
+    versions["tensorrt"] = None
     if tensorrt_unavailable_reason() is None:
         import tensorrt
 
-        info["versions"]["tensorrt"] = tensorrt.__version__
-    else:
-        info["versions"]["tensorrt"] = None
+        versions["tensorrt"] = tensorrt.__version__
+    gpu = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                       "capability": f"{props.major}.{props.minor}",
-                       "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
-    return info
+        gpu = GpuInfo(props.name, round(props.total_memory / 2**30, 1),
+                      f"{props.major}.{props.minor}", torch.version.cuda,
+                      torch.backends.cudnn.version())
+    return HostInfo(
+        cpu=_cpu_name(), logical_cpus=os.cpu_count(), platform=platform.platform(),
+        python=platform.python_version(),
+        threads={"requested": threads, "torch": torch.get_num_threads(),
+                 "torch_interop": torch.get_num_interop_threads(),
+                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        versions=versions, gpu=gpu)
 
 
 def _cpu_name() -> str:

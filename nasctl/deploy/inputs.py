@@ -4,6 +4,7 @@ expects: a named dataset (``digits`` by default: embedded, offline) or an ImageF
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,27 +17,32 @@ if TYPE_CHECKING:
 
 def sample_images(count: int, input_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                   source: str | os.PathLike[str] = "digits", split: str = "test",
-                  data_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> np.ndarray:
-    """``count`` images as float32 [N, 3, input_size, input_size], a fixed random subset."""
+                  data_dir: str | os.PathLike[str] | None = None, seed: int = 0, *,
+                  up_to: bool = False, flag: str = "image count") -> np.ndarray:
+    """``count`` images as float32 [N, 3, input_size, input_size], a fixed random subset
+    without repeats (see ``sample_labelled_images`` for ``up_to`` and ``flag``)."""
     return sample_labelled_images(count, input_size, mean, std, source, split, data_dir,
-                                  seed)[0]
+                                  seed, up_to=up_to, flag=flag)[0]
 
 
 def sample_labelled_images(count: int, input_size: int, mean: tuple[float, ...],
                            std: tuple[float, ...], source: str | os.PathLike[str] = "digits",
                            split: str = "test", data_dir: str | os.PathLike[str] | None = None,
-                           seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+                           seed: int = 0, *, up_to: bool = False, flag: str = "image count",
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
     """Images as ``sample_images`` gives them, and their class labels (int64 [N]) when the
     source is a named dataset; an image folder's class indices are not the model's, so
-    its labels are None."""
+    its labels are None. ``up_to``: at most ``count`` (all the source has when it has
+    fewer); otherwise more than the source holds is a DataError naming ``flag``."""
     import torch
 
     text = os.fspath(source)
     labels = None
+    take = _Take(count, up_to, flag, text if Path(text).is_dir() else f"the {text} {split} split")
     if Path(text).is_dir():
-        images = _from_folder(Path(text), count, input_size, seed)
+        images = _from_folder(Path(text), take, input_size, seed)
     else:
-        images, label_tensor = _from_dataset(text, split, data_dir, count, seed)
+        images, label_tensor = _from_dataset(text, split, data_dir, take, seed)
         labels = label_tensor.numpy()
     images = _resize(images, input_size)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -44,7 +50,7 @@ def sample_labelled_images(count: int, input_size: int, mean: tuple[float, ...],
     return ((images - m) / s).contiguous().numpy(), labels
 
 
-def _from_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None, count: int,
+def _from_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None, take: _Take,
                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [0, 1] (the dataset's own normalization is undone) and labels."""
     import torch
@@ -53,7 +59,7 @@ def _from_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None
 
     info = dataset_info(name)
     dataset = get_dataset(name, split=split, data_dir=data_dir)
-    picks = _pick(len(dataset), count, seed)  # type: ignore[arg-type]
+    picks = take.pick(len(dataset), seed)  # type: ignore[arg-type]
     samples = [dataset[i] for i in picks]
     batch = torch.stack([image for image, _ in samples])
     labels = torch.tensor([int(label) for _, label in samples], dtype=torch.int64)
@@ -62,7 +68,7 @@ def _from_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None
     return batch * s + m, labels
 
 
-def _from_folder(folder: Path, count: int, input_size: int, seed: int) -> torch.Tensor:
+def _from_folder(folder: Path, take: _Take, input_size: int, seed: int) -> torch.Tensor:
     import torch
     from torchvision import datasets, transforms
 
@@ -77,18 +83,30 @@ def _from_folder(folder: Path, count: int, input_size: int, seed: int) -> torch.
         raise DataError(
             f"{folder}: not an image folder (one sub-folder of images per class): {exc}"
         ) from None
-    return torch.stack([dataset[i][0] for i in _pick(len(dataset), count, seed)])
+    return torch.stack([dataset[i][0] for i in take.pick(len(dataset), seed)])
 
 
-def _pick(total: int, count: int, seed: int) -> list[int]:
-    import numpy as np
+@dataclass(frozen=True)
+class _Take:
+    """How many images to pick from a source, and what to say when it has fewer."""
 
-    if total == 0:
-        raise DataError("the input dataset is empty")
-    rng = np.random.default_rng(seed)
-    if count <= total:
-        return sorted(rng.choice(total, size=count, replace=False).tolist())
-    return rng.choice(total, size=count, replace=True).tolist()
+    count: int
+    up_to: bool
+    flag: str
+    where: str
+
+    def pick(self, total: int, seed: int) -> list[int]:
+        """Distinct indices, a fixed random subset: never an image twice."""
+        import numpy as np
+
+        if total == 0:
+            raise DataError(f"{self.where}: the input dataset is empty")
+        if self.count > total and not self.up_to:
+            raise DataError(f"{self.flag} {self.count} is more than the {total} images of "
+                            f"{self.where}")
+        size = min(self.count, total)
+        rng = np.random.default_rng(seed)
+        return sorted(rng.choice(total, size=size, replace=False).tolist())
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -6,7 +6,8 @@ every element does and top-1 agreement reaches ``min_top1``. fp16 and int8 chang
 logit a little by design, so they are judged as a deployment is: top-1 agreement with the
 fp32 reference and, on labelled images of a trained model, the accuracy lost against
 fp32. Errors are also reported relative to the reference's RMS, to read them against the
-output scale. Presets per precision (docs/results.md), each field overridable.
+output scale. The presets are a column of the precision table (nasctl.export.precision),
+each field overridable.
 """
 
 from __future__ import annotations
@@ -38,30 +39,12 @@ class Tolerance:
         )
 
 
-# fp32: only summation order, fused kernels and folded BatchNorms differ, but through 20
-# cells that adds up: DARTS_V2 (random weights, real BN statistics, logits RMS 0.17) shows
-# 2.3e-4 max abs error in ONNX Runtime. A real bug (a wrong fold, a missing op) is
-# orders of magnitude above these. fp16 (10-bit mantissa) agrees on top-1 almost
-# everywhere; int8 quantization noise flips near-tied images: a Q/DQ graph that agrees on
-# 95-98% of them loses well under a point of accuracy. The atol/rtol of fp16/int8 are
-# reported (violations), not judged, unless given.
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=1e-3, rtol=1e-3, min_top1=0.99),
-    "fp16": Tolerance(atol=2e-2, rtol=2e-2, min_top1=0.98, elementwise=False,
-                      max_accuracy_drop=0.01),
-    "int8": Tolerance(atol=2e-1, rtol=2e-1, min_top1=0.90, elementwise=False,
-                      max_accuracy_drop=0.02),
-}
-
-
 def tolerance_for(precision: str, atol: float | None = None, rtol: float | None = None,
                   min_top1: float | None = None) -> Tolerance:
-    try:
-        base = TOLERANCES[precision]
-    except KeyError:
-        known = ", ".join(TOLERANCES)
-        raise ValueError(f"unknown precision {precision!r} (known: {known})") from None
-    return base.override(atol, rtol, min_top1)
+    """The precision's preset (nasctl.export.precision's table), with the given fields."""
+    from nasctl.export.precision import precision_row
+
+    return precision_row(precision).tolerance.override(atol, rtol, min_top1)
 
 
 @dataclass

@@ -5,216 +5,43 @@ the ONNX graph, compare with the paper card, and write report.json."""
 
 from __future__ import annotations
 
-import os
-import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from nasctl.deploy.artifacts import (
-    ArtifactPlan,
-    ArtifactRecord,
-    ExportSettings,
-    Prepared,
-    prepare_artifacts,
+from nasctl.deploy.artifacts import ArtifactPlan, Prepared, onnx_metadata, prepare_artifacts
+from nasctl.deploy.events import OnDeployEvent, Stage
+from nasctl.deploy.export_inputs import (
+    ParityInputs,
+    calibration_for,
+    calibration_source,
+    parity_inputs,
+)
+from nasctl.deploy.report_types import (
+    ComputeFloor,
+    CountAgreement,
+    CountValidation,
+    ExportedCheck,
+    ExportOptions,
+    ExportReport,
+    LatencyCheck,
+    OnnxInfo,
+    PaperComparison,
+    ParityCheck,
+    RuntimeRow,
+    TorchCounts,
 )
 from nasctl.deploy.runtime import Artifacts, Runtime
-from nasctl.deploy.runtimes import DEFAULT_RUNTIMES, RUNTIMES, make_runtime
+from nasctl.deploy.runtimes import RUNTIMES, make_runtime
+from nasctl.export.precision import precision_row
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from nasctl.deploy.bench import Latency
     from nasctl.deploy.onnx_count import OnnxCounts
-    from nasctl.deploy.parity import ParityResult
-    from nasctl.deploy.validation import ValidationRow
-    from nasctl.export.precision import Calibration
     from nasctl.export.source import ModelSource
 
-Event = Callable[[dict[str, Any]], None]
 RANDOM_WEIGHTS_NOTE = ("random weights: accuracy figures mean nothing; reduced precisions "
                        "are judged on top-1 agreement with fp32 only")
-
-
-@dataclass
-class ExportOptions:
-    out_dir: str
-    onnx: bool = True
-    trt: bool = False
-    precisions: tuple[str, ...] = ("fp32",)
-    settings: ExportSettings = field(default_factory=ExportSettings)
-    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
-    threads: int | None = None
-    parity_samples: int = 200
-    parity_data: str | None = None  # None: the model's dataset when trained, else digits
-    data_dir: str | None = None
-    atol: float | None = None
-    rtol: float | None = None
-    min_top1: float | None = None
-    latency_batch: int = 1
-    latency_runs: int = 50
-    warmup: int = 5
-    calib_data: str | None = None  # None: the train split of the parity dataset
-    calib_images: int = 256
-    calib_method: str = "minmax"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Check:
-    """One cell of a row: ``pass``, ``failed`` (with ``error``), ``unavailable`` or
-    ``skipped`` (with ``reason``), or ``reference`` (the torch fp32 row)."""
-
-    status: str
-    reason: str | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            doc.update(value.to_dict() if hasattr(value, "to_dict") else {f.name: value})
-        return doc
-
-
-@dataclass
-class ExportedCheck(Check):
-    path: str | None = None
-
-
-@dataclass
-class ParityCheck(Check):
-    result: ParityResult | None = None
-
-
-@dataclass
-class LatencyCheck(Check):
-    stats: Latency | None = None
-    x_floor: float | None = None  # CPU rows: times the compute floor
-
-
-@dataclass
-class RuntimeRow:
-    runtime: str
-    precision: str
-    device: str | None
-    exported: ExportedCheck
-    parity: ParityCheck
-    latency: LatencyCheck
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"runtime": self.runtime, "precision": self.precision, "device": self.device,
-                "settings": self.settings, "exported": self.exported.to_dict(),
-                "parity": self.parity.to_dict(), "latency": self.latency.to_dict()}
-
-    @property
-    def failed(self) -> bool:
-        return "failed" in (self.exported.status, self.parity.status, self.latency.status)
-
-
-@dataclass
-class TorchCounts:
-    """Params (without the auxiliary head, and the head's own) and MACs of the torch model."""
-
-    params: int
-    params_aux_head: int
-    macs_convfc: int
-    macs_all: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class CountAgreement:
-    """One figure counted on the torch model and on the ONNX graph: they must be equal."""
-
-    figure: str
-    torch: int
-    onnx: int
-
-    @property
-    def status(self) -> str:
-        return "pass" if self.torch == self.onnx else "failed"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "status": self.status}
-
-
-@dataclass
-class PaperComparison:
-    """The counts against the genotype's paper card: ``no-reference`` (no card),
-    ``not-comparable`` (built at other settings than the card's), else the worst status of
-    the torch and ONNX rows."""
-
-    status: str
-    card: str | None = None
-    note: str | None = None
-    torch: ValidationRow | None = None
-    onnx: ValidationRow | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"status": self.status}
-        for name in ("card", "note"):
-            if getattr(self, name) is not None:
-                doc[name] = getattr(self, name)
-        for name in ("torch", "onnx"):
-            row = getattr(self, name)
-            if row is not None:
-                doc[name] = row.to_dict()
-        return doc
-
-
-@dataclass
-class CountValidation:
-    """Params and MACs on the torch model and on the fp32 ONNX graph (None when there is
-    none), their agreement, and the paper card comparison."""
-
-    torch: TorchCounts
-    onnx: OnnxCounts | None
-    agreement: list[CountAgreement]
-    paper: PaperComparison
-
-    @property
-    def passed(self) -> bool:
-        return (all(c.status == "pass" for c in self.agreement)
-                and self.paper.status != "fail")
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"torch": self.torch.to_dict()}
-        if self.onnx is not None:
-            doc["onnx"] = self.onnx.to_dict()
-        doc["agreement"] = [c.to_dict() for c in self.agreement]
-        doc["paper"] = self.paper.to_dict()
-        return doc
-
-
-@dataclass
-class ExportReport:
-    model: dict[str, Any]
-    options: dict[str, Any]
-    host: dict[str, Any]
-    onnx: dict[str, Any]  # the fp32 export: exporter, opset, op counts
-    artifacts: list[ArtifactRecord]
-    runtimes: list[RuntimeRow]
-    validation: CountValidation
-    compute_floor: dict[str, Any]
-    parity_data: dict[str, Any]
-    notes: list[str]
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = {f.name: getattr(self, f.name) for f in fields(self)}
-        doc["artifacts"] = [a.to_dict() for a in self.artifacts]
-        doc["runtimes"] = [r.to_dict() for r in self.runtimes]
-        doc["validation"] = self.validation.to_dict()
-        return doc
 
 
 def plan_rows(runtimes: tuple[str, ...], precisions: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -225,98 +52,81 @@ def plan_rows(runtimes: tuple[str, ...], precisions: tuple[str, ...]) -> list[tu
 
 
 def export_and_check(source: ModelSource, options: ExportOptions,
-                     on_event: Event | None = None) -> ExportReport:
+                     on_event: OnDeployEvent | None = None) -> ExportReport:
     """Run the whole export; returns the report (also written to out_dir/report.json).
-    Raises NasctlError only for bad input (e.g. --trt without TensorRT); failures of
-    individual files and runtimes are records and rows in the report."""
+    Raises NasctlError only for bad input (e.g. --trt without TensorRT), found before
+    anything is written; failures of individual files and runtimes are records and rows
+    in the report. out_dir is built in a temporary sibling and replaced whole at the end,
+    so an earlier export there stays intact until the new one is complete."""
     from nasctl.atomic import write_json
-    from nasctl.deploy.bench import host_info
     from nasctl.export.tensorrt import require_tensorrt
+    from nasctl.runs import open_output
 
     emit = on_event or (lambda event: None)
     if options.trt:
         require_tensorrt()  # fail before minutes of export work
-    parity_data = options.parity_data or (source.dataset if source.trained else "digits")
-    judge_accuracy = source.trained and parity_data == source.dataset
-    emit({"event": "stage", "stage": "parity inputs"})
-    images, labels = _parity_inputs(source, options, parity_data)
-    out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    emit(Stage("loading parity inputs", loading=True))
+    parity = parity_inputs(source, options.parity_data, options.data_dir,
+                           options.parity_samples)
     plan = ArtifactPlan.for_runtimes(options.runtimes, options.precisions,
                                      write_onnx=options.onnx, build_engines=options.trt)
-    prepared = prepare_artifacts(source, out, plan, options.settings, onnx_metadata(source,
-                                 options.settings.dynamic_batch),
-                                 lambda: calibration_for(
-                                     source, options.calib_data or parity_data,
-                                     options.calib_images, options.calib_method,
-                                     options.data_dir, options.settings.dynamic_batch),
-                                 emit)
+    calibration = None
+    if any(precision_row(p).needs_calibration for p in plan.graphs):
+        # real images or a refusal, before the first file is written
+        calibration = calibration_for(
+            source, calibration_source(options.calib_data, parity), options.calib_images,
+            options.calib_method, options.data_dir, options.settings.dynamic_batch)
+    out = Path(options.out_dir)
+    with open_output(out, "export folder", _is_export) as work:
+        prepared = prepare_artifacts(source, work, plan, options.settings,
+                                     onnx_metadata(source, options.settings.dynamic_batch),
+                                     lambda: calibration, emit)
+        prepared.publish(work, out)
+        report = _check(source, options, prepared, parity, emit)
+        write_json(work / "report.json", report.to_dict())
+    return report
+
+
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier `nasctl export` (its report says so)."""
+    import json
+
+    try:
+        doc = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"model", "artifacts", "runtimes", "onnx"} <= doc.keys()
+
+
+def _check(source: ModelSource, options: ExportOptions, prepared: Prepared,
+           parity: ParityInputs, emit: OnDeployEvent) -> ExportReport:
+    """Parity and latency of every row, counts, the compute floor: the report."""
+    from nasctl.deploy.bench import host_info
+
+    images, labels = parity.images, parity.labels
     reference = _run_chunks(_torch_reference(prepared.artifacts, options), images,
                             _chunk(options))
     rows = []
     for name, precision in plan_rows(options.runtimes, options.precisions):
-        emit({"event": "stage", "stage": f"runtime {name} {precision}"})
+        emit(Stage(f"runtime {name} {precision}"))
         rows.append(_check_runtime(name, precision, options, prepared, images, labels,
-                                   reference, judge_accuracy))
-    emit({"event": "stage", "stage": "counting"})
+                                   reference, parity.data.accuracy_judged))
+    emit(Stage("counting"))
     validation = _validation(source, prepared.artifacts)
     floor = _compute_floor(validation, rows, options)
     export_record = prepared.record("onnx", "fp32")
-    onnx_doc = ({"status": "skipped"} if export_record is None else
-                {"status": export_record.status, "error": export_record.error,
-                 **(prepared.onnx_export.to_dict() if prepared.onnx_export else {})})
+    onnx_info = (OnnxInfo("skipped") if export_record is None else
+                 OnnxInfo(export_record.status, export_record.error, prepared.onnx_export))
     notes = [] if source.trained else [RANDOM_WEIGHTS_NOTE]
+    if parity.stand_in:
+        notes.append(f"accuracy not measured: {parity.data.accuracy_not_measured}")
     report = ExportReport(
-        model=source.describe(), options=options.to_dict(), host=host_info(options.threads),
-        onnx=onnx_doc, artifacts=prepared.records, runtimes=rows, validation=validation,
-        compute_floor=floor,
-        parity_data={"source": parity_data, "split": "test", "images": len(images),
-                     "labelled": labels is not None, "accuracy_judged": judge_accuracy},
-        notes=notes, passed=False,
+        model=source.describe(), options=options, host=host_info(options.threads),
+        onnx=onnx_info, artifacts=prepared.records, runtimes=rows, validation=validation,
+        compute_floor=floor, parity_data=parity.data, notes=notes, passed=False,
     )
     report.passed = _passed(report)
-    write_json(out / "report.json", report.to_dict())
     return report
-
-
-def onnx_metadata(source: ModelSource, dynamic_batch: bool) -> dict[str, str]:
-    """What a deployed file needs to know about its model, stored in the ONNX graph."""
-    from nasctl import __version__
-
-    return {
-        "nasctl.version": __version__,
-        "nasctl.genotype": source.genotype.name or "",
-        "nasctl.genotype_sha256": source.genotype.content_hash(),
-        "nasctl.dataset": source.dataset,
-        "nasctl.input_shape": ",".join(map(str, ["N" if dynamic_batch else 1,
-                                                 *source.input_shape])),
-        "nasctl.mean": ",".join(f"{v:.8g}" for v in source.mean),
-        "nasctl.std": ",".join(f"{v:.8g}" for v in source.std),
-        "nasctl.weights": "trained" if source.trained else "random",
-    }
-
-
-def calibration_for(source: ModelSource, data: str, count: int, method: str,
-                    data_dir: str | None, dynamic_batch: bool) -> Calibration:
-    """``count`` real calibration images from ``data`` (a dataset's train split or an
-    image folder), normalized as the model expects."""
-    from nasctl.deploy.inputs import sample_images
-    from nasctl.export.precision import Calibration
-
-    images = sample_images(count, source.input_size, source.mean, source.std, source=data,
-                           split="train", data_dir=data_dir)
-    where = data if Path(data).is_dir() else f"{data} (train split)"
-    return Calibration(images=images, source=where, method=method,
-                       batch=8 if dynamic_batch else 1)
-
-
-def _parity_inputs(source: ModelSource, options: ExportOptions,
-                   data: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from nasctl.deploy.inputs import sample_labelled_images
-
-    return sample_labelled_images(options.parity_samples, source.input_size, source.mean,
-                                  source.std, source=data, split="test",
-                                  data_dir=options.data_dir)
 
 
 def _chunk(options: ExportOptions) -> int:
@@ -340,30 +150,23 @@ def _run_chunks(runtime: Runtime, images: np.ndarray, chunk: int) -> np.ndarray:
 def _check_runtime(name: str, precision: str, options: ExportOptions, prepared: Prepared,
                    images: np.ndarray, labels: np.ndarray | None, reference: np.ndarray,
                    judge_accuracy: bool) -> RuntimeRow:
-    from nasctl.deploy.bench import measure
+    from nasctl.deploy.bench import error_line, measure, open_runtime
     from nasctl.deploy.parity import compare_outputs, tolerance_for
 
-    runtime = make_runtime(name, precision, options.threads)
-    exported = _exported(runtime, prepared)
+    exported = _exported(name, precision, prepared)
+    opened = open_runtime(name, precision, options.threads, prepared.artifacts,
+                          exported.status, exported.reason)
+    runtime = opened.runtime
     row = RuntimeRow(name, precision, runtime.device, exported,
                      ParityCheck("unavailable"), LatencyCheck("unavailable"),
                      runtime.settings())
-    unavailable = runtime.unavailable_reason()
-    if unavailable is None and exported.status == "failed":
-        row.parity = ParityCheck("failed", error=f"no {precision} file to run")
-        row.latency = LatencyCheck("failed", error=f"no {precision} file to run")
+    if opened.status == "failed":  # a runtime failing to load a file we made is a failure
+        row.parity = ParityCheck("failed", error=opened.detail)
+        row.latency = LatencyCheck("failed", error=opened.detail)
         return row
-    if unavailable is None and exported.status == "unavailable":
-        unavailable = exported.reason
-    try:
-        unavailable = unavailable or runtime.try_load(prepared.artifacts)
-    except Exception as exc:  # a runtime failing to load a file we made is a failure
-        row.parity = ParityCheck("failed", error=_error_line(exc))
-        row.latency = LatencyCheck("failed", error=_error_line(exc))
-        return row
-    if unavailable is not None:
-        row.parity = ParityCheck("unavailable", reason=unavailable)
-        row.latency = LatencyCheck("unavailable", reason=unavailable)
+    if opened.status == "unavailable":
+        row.parity = ParityCheck("unavailable", reason=opened.detail)
+        row.latency = LatencyCheck("unavailable", reason=opened.detail)
         return row
     try:
         # the torch row is the reference itself: its outputs are already computed
@@ -375,7 +178,7 @@ def _check_runtime(name: str, precision: str, options: ExportOptions, prepared: 
         status = "reference" if name == "torch" else ("pass" if result.passed else "failed")
         row.parity = ParityCheck(status, result=result)
     except Exception as exc:  # a runtime crashing on real inputs is a failed check, not a crash
-        row.parity = ParityCheck("failed", error=_error_line(exc))
+        row.parity = ParityCheck("failed", error=error_line(exc))
     try:
         batch = images[: options.latency_batch]
         if len(batch) < options.latency_batch:
@@ -383,27 +186,21 @@ def _check_runtime(name: str, precision: str, options: ExportOptions, prepared: 
         stats = measure(runtime, batch, warmup=options.warmup, runs=options.latency_runs)
         row.latency = LatencyCheck("pass", stats=stats)
     except Exception as exc:
-        row.latency = LatencyCheck("failed", error=_error_line(exc))
+        row.latency = LatencyCheck("failed", error=error_line(exc))
     return row
 
 
-def _exported(runtime: Runtime, prepared: Prepared) -> ExportedCheck:
-    if runtime.consumes == "network":
+def _exported(name: str, precision: str, prepared: Prepared) -> ExportedCheck:
+    consumes = RUNTIMES[name].consumes
+    if consumes == "network":
         return ExportedCheck("reference")
-    record = prepared.record(runtime.consumes, runtime.precision)
+    record = prepared.record(consumes, precision)
     if record is None:
-        what = "no --trt" if runtime.consumes == "engine" else "not requested"
+        what = "no --trt" if consumes == "engine" else "not requested"
         return ExportedCheck("unavailable", reason=f"not exported ({what})")
     if record.status == "failed":
         return ExportedCheck("failed", error=record.error)
     return ExportedCheck("pass", path=record.path)
-
-
-def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    loc = f" at {os.path.basename(where[0].filename)}:{where[0].lineno}" if where else ""
-    return f"{type(exc).__name__}: {text[0] if text else ''}{loc}"
 
 
 def _validation(source: ModelSource, artifacts: Artifacts) -> CountValidation:
@@ -465,7 +262,7 @@ def _paper(source: ModelSource, counts: TorchCounts,
 
 
 def _compute_floor(validation: CountValidation, rows: list[RuntimeRow],
-                   options: ExportOptions) -> dict[str, Any]:
+                   options: ExportOptions) -> ComputeFloor:
     """Batch-1 CPU floor: conv+FC MACs over this CPU's measured peak fp32 multiply-add
     rate; each CPU latency row gets its distance from it."""
     from nasctl.deploy.bench import peak_macs_per_second
@@ -476,8 +273,8 @@ def _compute_floor(validation: CountValidation, rows: list[RuntimeRow],
     for row in rows:
         if row.device == "cpu" and row.latency.stats is not None:
             row.latency.x_floor = round(row.latency.stats.median_ms / floor_ms, 2)
-    return {"peak_macs_per_s": round(peak), "threads": options.threads,
-            "macs": macs, "floor_ms": float(f"{floor_ms:.4g}")}
+    return ComputeFloor(peak_macs_per_s=round(peak), threads=options.threads, macs=macs,
+                        floor_ms=float(f"{floor_ms:.4g}"))
 
 
 def _passed(report: ExportReport) -> bool:

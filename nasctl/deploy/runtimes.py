@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nasctl.deploy.runtime import Artifacts, Runtime, cuda_reason
 from nasctl.deploy.trt_runtime import TensorRTRuntime
 from nasctl.errors import BackendUnavailable
-from nasctl.export.precision import PRECISIONS
+from nasctl.export.precision import PRECISION_TABLE, PRECISIONS, precision_row
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,16 +48,18 @@ class TorchRuntime(Runtime):
         net = artifacts.net.eval()
         if self.device != "cpu" or self.precision != "fp32":
             # a private copy: the shared network stays an fp32 CPU reference
-            net = copy.deepcopy(net).to(self.device)
-            if self.precision == "fp16":
-                net = net.half()
+            net = copy.deepcopy(net).to(self.device, self._dtype())
         self._net = net
+
+    def _dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, str(precision_row(self.precision).torch_dtype))
 
     def _tensor(self, inputs: np.ndarray) -> Any:
         import torch
 
-        x = torch.from_numpy(inputs).to(self.device)
-        return x.half() if self.precision == "fp16" else x
+        return torch.from_numpy(inputs).to(self.device, self._dtype())
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         import torch
@@ -83,7 +85,7 @@ class TorchRuntime(Runtime):
 class TorchCudaRuntime(TorchRuntime):
     name = "torch-cuda"
     device = "cuda"
-    precisions = ("fp32", "fp16")
+    precisions = tuple(p.name for p in PRECISION_TABLE.values() if p.torch_dtype)
     async_cuda = True
 
 
@@ -120,8 +122,8 @@ class OrtRuntime(Runtime):
         return [self.provider]
 
     def optimization_level(self) -> str:
-        return "ORT_ENABLE_BASIC" if self.precision == "int8" and self.device == "cpu" \
-            else "ORT_ENABLE_ALL"
+        quantized = precision_row(self.precision).needs_calibration  # a Q/DQ graph
+        return "ORT_ENABLE_BASIC" if quantized and self.device == "cpu" else "ORT_ENABLE_ALL"
 
     def settings(self) -> dict[str, Any]:
         return {"provider": self.provider, "graph_optimization_level": self.optimization_level()}

@@ -30,6 +30,7 @@ Exporter = Literal["auto", "dynamo", "torchscript"]
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 18
+MIN_OPSET = 18  # the dynamo exporter's lowest; the TorchScript fallback must match it
 # Ops a lean DARTS-network graph never needs: their presence means the export left debris.
 STRAY_OPS = frozenset({"Identity", "Dropout", "Constant"})
 
@@ -98,6 +99,11 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
         model = onnxscript.optimizer.optimize(model)
     model, simplifier = _simplify(model) if simplify else (model, None)
     model = check_and_infer(model)
+    written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                   None)
+    if written != opset:  # never report an opset that was not applied
+        raise ExportError(f"the {used} exporter wrote opset {written}, not the requested "
+                          f"{opset}")
     meta = dict(metadata or {})
     meta["nasctl.exporter"] = used
     set_metadata(model, meta)
@@ -199,7 +205,7 @@ class OnnxFileInfo:
 
     metadata: dict[str, str]
     static_batch: int | None  # None when the batch axis is dynamic
-    precision: str  # int8 with Q/DQ nodes, fp16 with half initializers, else fp32
+    precision: str  # as the precision table detects it
 
 
 def load_onnx_file(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -219,16 +225,15 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def describe_onnx_file(path: str | os.PathLike[str]) -> OnnxFileInfo:
-    import onnx
+    from nasctl.export.precision import detect_precision
 
     model = load_onnx_file(path)
     if not model.graph.input:
         raise ExportError(f"{path}: the ONNX graph has no input")
     dims = model.graph.input[0].type.tensor_type.shape.dim
     batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
-    ops = {node.op_type for node in model.graph.node}
-    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    precision = "int8" if "QuantizeLinear" in ops else "fp16" if half else "fp32"
+    precision = detect_precision(frozenset(node.op_type for node in model.graph.node),
+                                 frozenset(t.data_type for t in model.graph.initializer))
     return OnnxFileInfo(metadata={p.key: p.value for p in model.metadata_props},
                         static_batch=batch or None, precision=precision)
 

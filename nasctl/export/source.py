@@ -25,6 +25,38 @@ RANDOM_WEIGHTS = (f"random (seed 0; BatchNorm statistics from {BN_CALIBRATION_IM
                   "digits training images)")
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a report says about the model: where it came from and its input contract."""
+
+    spec: str
+    kind: SourceKind
+    genotype: str | None
+    genotype_hash: str
+    dataset: str
+    channels: int
+    layers: int
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str  # "trained", or how the random weights were made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "kind": self.kind, "genotype": self.genotype,
+                "genotype_hash": self.genotype_hash, "dataset": self.dataset,
+                "C": self.channels, "layers": self.layers, "num_classes": self.num_classes,
+                "input_shape": list(self.input_shape), "mean": list(self.mean),
+                "std": list(self.std), "weights": self.weights}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ModelInfo:
+        return cls(doc["spec"], doc["kind"], doc["genotype"], doc["genotype_hash"],
+                   doc["dataset"], doc["C"], doc["layers"], doc["num_classes"],
+                   tuple(doc["input_shape"]), tuple(doc["mean"]), tuple(doc["std"]),
+                   doc["weights"])
+
+
 @dataclass
 class ModelSource:
     """A network ready to export: eval mode, no auxiliary head."""
@@ -47,21 +79,11 @@ class ModelSource:
     def input_shape(self) -> tuple[int, int, int]:
         return (3, self.input_size, self.input_size)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "spec": self.spec,
-            "kind": self.kind,
-            "genotype": self.genotype.name,
-            "genotype_hash": self.genotype.content_hash(),
-            "dataset": self.dataset,
-            "C": self.channels,
-            "layers": self.layers,
-            "num_classes": self.num_classes,
-            "input_shape": list(self.input_shape),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "weights": "trained" if self.trained else RANDOM_WEIGHTS,
-        }
+    def describe(self) -> ModelInfo:
+        return ModelInfo(self.spec, self.kind, self.genotype.name,
+                         self.genotype.content_hash(), self.dataset, self.channels,
+                         self.layers, self.num_classes, self.input_shape, self.mean, self.std,
+                         "trained" if self.trained else RANDOM_WEIGHTS)
 
 
 def load_model_source(spec: str | os.PathLike[str], dataset: str | None = None,
@@ -130,6 +152,7 @@ def _from_checkpoint(path: Path, dataset: str | None, channels: int | None,
     from nasctl.genotypes.io import genotype_from_dict
     from nasctl.nets import build_network, dataset_settings
     from nasctl.runs import load_checkpoint
+    from nasctl.train.checkpoint import check_network
 
     state = load_checkpoint(path)
     missing = [k for k in ("genotype", "network", "model") if k not in state]
@@ -141,9 +164,7 @@ def _from_checkpoint(path: Path, dataset: str | None, channels: int | None,
         genotype = genotype_from_dict(state["genotype"])
     except GenotypeError as exc:
         raise CheckpointError(f"{path}: bad genotype inside the checkpoint: {exc}") from None
-    if not isinstance(state["network"], dict):
-        raise CheckpointError(f"{path}: \"network\" is not a dict of network settings")
-    kwargs = dict(state["network"])
+    kwargs = dict(check_network(state["network"], str(path), required=()))
     for name, given in (("dataset", dataset), ("C", channels), ("layers", layers)):
         if given is not None and kwargs.get(name) is not None and kwargs[name] != given:
             raise CheckpointError(

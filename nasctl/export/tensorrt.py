@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasctl.atomic import write_bytes, write_json
+from nasctl.deploy.events import EngineStep, OnDeployEvent
 from nasctl.errors import BackendUnavailable, NasctlError
 from nasctl.export.precision import PRECISIONS
 
@@ -126,7 +126,7 @@ class EngineBuild:
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str],
                  settings: EngineSettings | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> EngineBuild:
+                 on_event: OnDeployEvent | None = None) -> EngineBuild:
     """Parse ``onnx_path`` (the graph of ``settings.precision``) and build a serialized,
     strongly typed engine at ``engine_path``. Anything TensorRT raises becomes an
     EngineBuildError with its message."""
@@ -145,7 +145,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
 
 
 def _build(onnx_file: Path, engine_path: str | os.PathLike[str], settings: EngineSettings,
-           version: str, emit: Callable[[dict[str, Any]], None]) -> EngineBuild:
+           version: str, emit: OnDeployEvent) -> EngineBuild:
     import tensorrt as trt
 
     start = time.perf_counter()
@@ -154,7 +154,7 @@ def _build(onnx_file: Path, engine_path: str | os.PathLike[str], settings: Engin
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    emit({"event": "trt_parse", "onnx": str(onnx_file)})
+    emit(EngineStep("parse", str(onnx_file)))
     if not parser.parse_from_file(str(onnx_file)):
         errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(
@@ -175,7 +175,7 @@ def _build(onnx_file: Path, engine_path: str | os.PathLike[str], settings: Engin
     timing_cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(timing_cache, False)
 
-    emit({"event": "trt_build", "precision": settings.precision})
+    emit(EngineStep("build", settings.precision))
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(

@@ -334,7 +334,7 @@ def read_text(p: Path, what: str = "a genotype JSON file") -> str:
     if not raw.strip():
         raise GenotypeError(f"{p}: the file is empty")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark, as some editors write, is fine
     except UnicodeDecodeError:
         raise GenotypeError(f"{p}: not a text file (binary data?); expected JSON") from None
 

@@ -41,7 +41,14 @@ def read_any(source: str, name: str | None = None) -> Genotype:
 
 
 def _read_file(path: Path, name: str | None) -> Genotype:
+    from nasctl.genotypes.graphml import genotype_from_graphml, looks_like_graphml
+
     text = read_text(path, "a genotype file")
+    if looks_like_graphml(text):
+        try:
+            return genotype_from_graphml(text)
+        except GenotypeError as exc:
+            raise GenotypeError(f"{path}: {exc}") from None
     doc: Any = None
     try:
         doc = loads_strict(text)
@@ -54,6 +61,9 @@ def _read_file(path: Path, name: str | None) -> Genotype:
             return genotype_from_dict(doc)  # reads it, or says precisely what is wrong
         if isinstance(doc, dict) and any("/op_" in str(k) for k in doc):
             return from_nni(doc, name or path.name.split(".")[0])
+        if not text.lstrip().startswith("Genotype("):
+            raise GenotypeError("not a genotype file: expected nasctl or NNI JSON, GraphML, "
+                                "or a DARTS/FairDARTS Genotype(...) string")
         return parse_genotype_string(text, name or path.name.split(".")[0])
     except GenotypeError as exc:
         raise GenotypeError(f"{path}: {exc}") from None

@@ -198,6 +198,11 @@ def import_weights(path: str | os.PathLike[str], genotype: Any, layout: str = "a
     network = {"dataset": settings.dataset, "C": settings.C, "layers": settings.layers,
                "num_classes": settings.num_classes, "auxiliary": settings.auxiliary,
                "drop_path_on": drop_path_on}
+    # a nasctl checkpoint, or a file `nasctl weights export` wrote, keeps its own settings
+    # (the official layouts cannot hold the dataset or the drop-path rule)
+    own = obj["network"] if chosen == "nasctl" else read_sidecar(where)
+    if own is not None:
+        network = _own_settings(own, network, dataset, where)
     net = build_network(genotype, **network)
     if chosen == "fairdarts":
         state = fairdarts_to_nasctl(state, net)
@@ -207,6 +212,51 @@ def import_weights(path: str | os.PathLike[str], genotype: Any, layout: str = "a
     return {"format": FORMAT, "version": VERSION, "model": model,
             "genotype": genotype_to_dict(genotype), "network": network, "epoch": None,
             "imported": {"file": os.path.basename(where), "layout": chosen}}
+
+
+SIDECAR = "nasctl-weights-settings"
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> str:
+    return f"{os.fspath(path)}.nasctl.json"
+
+
+def sidecar(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What `nasctl weights export` writes beside an official file: the network settings
+    the layout cannot hold, so `weights import` rebuilds the same network."""
+    return {"format": SIDECAR, "version": 1, "network": ckpt["network"]}
+
+
+def read_sidecar(path: str) -> dict[str, Any] | None:
+    import json
+
+    side = sidecar_path(path)
+    if not os.path.isfile(side):
+        return None
+    try:
+        with open(side, encoding="utf-8") as fh:
+            doc = json.loads(fh.read(1 << 16))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{side}: unreadable ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != SIDECAR or doc.get("version") != 1:
+        raise CheckpointError(f"{side}: not a {SIDECAR} version 1 file")
+    return doc.get("network")
+
+
+def _own_settings(own: Any, detected: dict[str, Any], dataset: str | None,
+                  where: str) -> dict[str, Any]:
+    """The file's own network settings, where the weights agree with them."""
+    from nasctl.train.checkpoint import check_network
+
+    check_network(own, where)
+    for key in ("C", "layers", "num_classes"):
+        if own[key] != detected[key]:
+            raise CheckpointError(f"{where}: its settings say {key}={own[key]!r}, the weights "
+                                  f"{detected[key]!r}")
+    if dataset is not None and dataset != own["dataset"]:
+        raise CheckpointError(f"{where}: the weights were trained on {own['dataset']}, not "
+                              f"{dataset}; drop --dataset")
+    return dict(own)
 
 
 def export_weights(ckpt: dict[str, Any], layout: str) -> dict[str, Any]:

@@ -43,10 +43,43 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: unsupported checkpoint format {ckpt.get('format')!r} "
             f"version {ckpt.get('version')!r}"
         )
-    network = ckpt["network"]
-    if not isinstance(network, dict) or any(k not in network for k in NETWORK_KEYS):
-        raise CheckpointError(f"{path}: \"network\" must hold {', '.join(NETWORK_KEYS)}")
+    check_network(ckpt["network"], str(path))
     return ckpt
+
+
+def check_network(network: Any, where: str, required: tuple[str, ...] = NETWORK_KEYS,
+                  ) -> dict[str, Any]:
+    """A checkpoint's ``network`` block under a strict schema: known keys only (those of
+    ``required`` present), each of its type and within nasctl's limits."""
+    from nasctl.data import DATASETS
+    from nasctl.settings import MAX_CELLS, MAX_CHANNELS, MAX_CLASSES
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f'{where}: "network" {problem}')
+
+    if not isinstance(network, dict):
+        raise bad(f"must be a table of {', '.join(NETWORK_KEYS)}")
+    unknown = sorted(str(k) for k in network if k not in NETWORK_KEYS)
+    missing = [k for k in required if k not in network]
+    if unknown or missing:
+        raise bad("has unknown " + ", ".join(unknown) if unknown else
+                  "lacks " + ", ".join(missing))
+    ranges = {"C": (1, MAX_CHANNELS), "layers": (3, MAX_CELLS),
+              "num_classes": (1, MAX_CLASSES)}
+    for key, (low, high) in ranges.items():
+        value = network.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise bad(f"{key} must be an integer from {low} to {high}, got {value!r}")
+    checks = (("dataset", tuple(DATASETS)), ("drop_path_on", ("edge", "node", None)),
+              ("auxiliary", (True, False)))
+    for key, allowed in checks:
+        if key in network and not any(network[key] is a or (
+                isinstance(a, str) and network[key] == a) for a in allowed):
+            names = ", ".join("none" if a is None else str(a).lower() for a in allowed)
+            raise bad(f"{key} must be one of {names}, got {network[key]!r}")
+    return network
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> Any:

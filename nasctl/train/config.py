@@ -93,9 +93,9 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 raise NasctlError(
                     f"{p}: YAML configs need PyYAML (pip install pyyaml); or write it as TOML"
                 ) from None
-            doc = yaml.safe_load(p.read_text()) or {}
+            doc = yaml.load(p.read_text(), Loader=_unique_key_loader(yaml)) or {}
         elif suffix == ".json":
-            doc = json.loads(p.read_text())
+            doc = json.loads(p.read_text(), object_pairs_hook=_unique_keys)
         else:
             raise NasctlError(f"{p}: unknown config format {suffix!r} (use .toml, .yaml or .json)")
     except NasctlError:
@@ -106,6 +106,32 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise NasctlError(f"{p}: a config file must hold a table of settings")
     return doc
+
+
+class DuplicateKey(ValueError):
+    """A key given twice in one table of a config file (TOML refuses these itself)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _unique_key_loader(yaml: Any) -> Any:
+    """PyYAML's safe loader, refusing a key given twice (it keeps the last one silently)."""
+    class Loader(yaml.SafeLoader):  # type: ignore[misc, name-defined]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            keys = [self.construct_object(k, deep=deep) for k, _v in node.value]
+            repeated = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+            if repeated is not None:
+                raise DuplicateKey(f"duplicate key {repeated!r} (line {node.start_mark.line + 1})")
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def resolve_config(
@@ -149,6 +175,9 @@ def _coerce_all(values: dict[str, Any], where: str) -> dict[str, Any]:
 
 def check_config(cfg: TrainConfig) -> TrainConfig:
     """Range checks that the type alone cannot express."""
+    from nasctl.data import DATASETS
+    from nasctl.settings import MAX_BATCH, MAX_CELLS, MAX_CHANNELS, MAX_EPOCHS, MAX_SEED
+
     problems = [f"{key} must be a finite number, got {value}"
                 for key, value in cfg.to_dict().items()
                 if isinstance(value, float) and not math.isfinite(value)]
@@ -157,6 +186,16 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
             problems.append(f"{key} must be >= 1")
     if cfg.layers < 3:
         problems.append("layers must be >= 3 (a DARTS network has two reduction cells)")
+    limits = (("channels", MAX_CHANNELS), ("layers", MAX_CELLS), ("epochs", MAX_EPOCHS),
+              ("batch_size", MAX_BATCH), ("seed", MAX_SEED))
+    problems += [f"{key} must be <= {limit}, got {getattr(cfg, key)}"
+                 for key, limit in limits if getattr(cfg, key) > limit]
+    if cfg.seed < 0:
+        problems.append("seed must be >= 0")
+    size = DATASETS[cfg.dataset].input_size if cfg.dataset in DATASETS else None
+    if size is not None and cfg.cutout > size:
+        problems.append(f"cutout must be <= {size} (the {cfg.dataset} image size), got "
+                        f"{cfg.cutout}")
     for key in ("steps_per_epoch", "eval_batches"):
         value = getattr(cfg, key)
         if value is not None and value < 1:
