@@ -140,7 +140,10 @@ class RunDir:
 
     def truncate_metrics(self, epoch: int) -> None:
         """Keep the records of epochs up to ``epoch`` (drops lines written after the
-        checkpoint a resumed run restarts from)."""
+        checkpoint a resumed run restarts from). A run with no records yet writes nothing:
+        a folder holding only an empty metrics file would not be recognised as its run."""
+        if not self.file("metrics.jsonl").exists():
+            return
         records = [r for r in self.read_metrics() if int(r.get("epoch", 0)) <= epoch]
         atomic.write_text(
             self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in records)

@@ -159,10 +159,11 @@ class Search:
         cfg = self.cfg
         assert cfg.epochs is not None
         if run is not None:
-            run.truncate_metrics(self.start_epoch)
-            if self.start_epoch == 0:
+            if self.start_epoch == 0:  # first: a folder with a config is this run's
                 run.write_config(self._config_doc())
-            elif self.last_record is not None:  # a crash may have cut the records short
+            run.truncate_metrics(self.start_epoch)
+            if self.start_epoch > 0 and self.last_record is not None:
+                # a crash may have cut the records short
                 self._write_records(run, self.last_record, resumed=True)
         if not self.history:
             self.history.append({"epoch": 0, **self.space.arch_record(self.model)})
