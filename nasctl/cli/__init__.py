@@ -76,11 +76,13 @@ def _main(
 
 from nasctl.cli import export as _export  # noqa: E402
 from nasctl.cli import genotypes as _genotypes  # noqa: E402
+from nasctl.cli import latency as _latency  # noqa: E402
 from nasctl.cli import pipeline as _pipeline  # noqa: E402
 from nasctl.cli import search as _search  # noqa: E402
 from nasctl.cli import train as _train  # noqa: E402
 from nasctl.cli import validate as _validate  # noqa: E402
 from nasctl.cli import weights as _weights  # noqa: E402
 
-for _module in (_pipeline, _search, _train, _export, _validate, _genotypes, _weights):
+for _module in (_pipeline, _search, _train, _export, _validate, _genotypes, _weights,
+                _latency):
     _module.register(app)
