@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from nasctl.cli import app
 from nasctl.genotypes import read_genotype
 from nasctl.nets import build_network
-from nasctl.nets.counting import count_macs
 from nasctl.nets.chain_units import ChainDeployment
+from nasctl.nets.counting import count_macs
 from nasctl.nets.mbconv import ChainLayout, chain_macs
 from nasctl.search.cost import BoundCost
 from nasctl.search.macs import MacCost, MacOptions

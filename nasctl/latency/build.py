@@ -37,7 +37,7 @@ def environment_keys(settings: MeasureSettings, deployment_settings: dict[str, A
     from nasctl.deploy.runtimes import RUNTIMES
 
     cls = RUNTIMES.get(settings.runtime)
-    device = host_info()["cpu"]
+    device = host_info().cpu
     if cls is not None and cls.device == "cuda":
         import torch
 

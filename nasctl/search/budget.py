@@ -82,7 +82,8 @@ class Budget:
         if not self.penalized:
             return None
         groups = self.space.groups(self.model)
-        return sum((b.penalty(groups) for b in self.penalized), torch.zeros(()))
+        zero = torch.zeros((), dtype=torch.float64)
+        return sum((b.penalty(groups) for b in self.penalized), zero).float()  # type: ignore[union-attr]
 
     def check_targets(self, cheapest: Callable[[BoundCost], Genotype]) -> None:
         """Refuse a target below the cheapest network the space builds (one line)."""

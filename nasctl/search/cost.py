@@ -123,7 +123,7 @@ class BoundCost:
         either side (a budget the search may use, as ProxylessNAS's and TF-NAS's losses)."""
         assert self.cost.target is not None
         ratio = self.expected(groups) / self.cost.target
-        return (self.cost.weight * (ratio - 1.0).pow(2)).float()
+        return self.cost.weight * (ratio - 1.0).pow(2)
 
     def predict(self, genotype: Genotype) -> float:
         """The cost of a discretized network: the sum over every unit it deploys."""

@@ -84,14 +84,21 @@ class LatencyCost(Cost):
         from nasctl.latency.check import check_table
         from nasctl.latency.table import LatencyTableError, describe_settings
 
-        settings = self.table.keys.get("settings")
-        if settings != json.loads(json.dumps(deployment.settings)):  # tuples read as lists
-            diffs = self.table.differences({"settings": deployment.settings})
+        have = dict(self.table.keys.get("settings") or {})
+        want = json.loads(json.dumps(deployment.settings))  # tuples read back as lists
+        have_ops, want_ops = have.pop("ops", None), want.pop("ops", None)
+        if have != want:
+            diffs = self.table.differences({"settings": {**want, "ops": have_ops}})
             raise LatencyTableError(
-                f"{self.table.path} prices {describe_settings(settings or {})}, but this "
-                f"search deploys {describe_settings(deployment.settings)} "
-                f"({'; '.join(diffs)}); build a table for these settings or pass the "
-                "table's with --deploy-* flags")
+                f"{self.table.path} prices {describe_settings(have)}, but this search "
+                f"deploys {describe_settings(want)} ({'; '.join(diffs)}); build a table for "
+                "these settings, or give the table's with the --deploy-* flags")
+        missing = sorted({u.key for u in deployment.catalogue()} - set(self.table.entries))
+        if missing:
+            extra = sorted(set(want_ops or ()) - set(have_ops or ()))
+            what = f"the ops {', '.join(extra)}" if extra else f"{len(missing)} units"
+            raise LatencyTableError(f"{self.table.path} has no entries for {what} (e.g. "
+                                    f"{missing[0]!r}); build a table with these ops")
         self._local = not check_table(self.table, self.config.allow_foreign_table)
 
     def unit_cost(self, unit: Unit) -> float:
