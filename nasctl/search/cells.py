@@ -28,6 +28,7 @@ RECOMPUTE_CHOICES = ("auto", "off", "full-res", "all")
 DEPLOY_DATASETS = ("cifar10", "cifar100", "imagenet", "digits")
 MAX_CHANNELS = 1024
 MAX_LAYERS = 100
+INPUTS_PER_NODE = 2  # the DARTS cell: each node sums two inputs
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,11 @@ class CellSpace(SearchSpace):
                              recompute=recompute)  # type: ignore[arg-type]
 
     def groups(self, model: SearchNetwork) -> list[ChoiceGroup]:
+        """One group per edge; a node's in-edges share a bucket of which the rules keep two
+        (DARTS's top-2, FairDARTS's sparse rule at most two)."""
         ops = tuple(model.ops)
-        return [ChoiceGroup(f"{cell} {src}->{dst}", ops, w[e])
+        return [ChoiceGroup(f"{cell} {src}->{dst}", ops, w[e], bucket=f"{cell} {dst}",
+                            keep=INPUTS_PER_NODE)
                 for cell, w in zip(CELLS, model.arch_weights(), strict=True)
                 for e, (src, dst) in enumerate(model.edges)]
 

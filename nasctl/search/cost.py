@@ -7,8 +7,8 @@ A cost prices *units* of the final network at its deployment settings (see
 memory) writes, besides its declared ``Options`` and one :func:`register` call. Prices are
 summed per candidate over every place its group occurs in the final network, so a
 search on a small proxy aims at the network that will be deployed. The expectation over a
-space's choice groups uses each method's own mixture (a sigmoid is a keep-probability, a
-softmax sums to one; see :meth:`ChoiceGroup.shares`).
+space's choice groups uses each method's own mixture weights (sigmoids or a softmax) in a
+relaxation of the rule the groups describe (see :func:`~nasctl.search.space.mixture_shares`).
 """
 
 from __future__ import annotations
@@ -112,9 +112,10 @@ class BoundCost:
         if len(groups) != len(self.prices):
             raise NasctlError(f"{self.cost.name} cost: the space has {len(groups)} choice "
                               f"groups, its deployment {len(self.prices)}")
+        from nasctl.search.space import mixture_shares
+
         total = torch.zeros((), dtype=torch.float64, device=groups[0].weights.device)
-        for group, row in zip(groups, self.prices, strict=True):
-            shares = group.shares()
+        for shares, row in zip(mixture_shares(groups), self.prices, strict=True):
             total = total + (shares.double() * shares.new_tensor(row, dtype=torch.float64)).sum()
         return total + self.fixed
 

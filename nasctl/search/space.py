@@ -59,20 +59,47 @@ Discretizer = Callable[[Any, "Probe | None"], Any]
 @dataclass(frozen=True, eq=False)
 class ChoiceGroup:
     """One choice of a space: a labelled group of candidates and their current mixture
-    weights (the method's activation of the alphas; differentiable). ``exclusive`` groups
-    keep exactly one candidate (a layer of a chain); the others keep any number (the ops
-    of a cell's edge)."""
+    weights (the method's activation of the alphas; differentiable).
+
+    ``exclusive`` groups keep exactly one candidate (a layer of a chain). Groups sharing a
+    ``bucket`` compete: the rule keeps ``keep`` of them, each with one candidate (a cell
+    node keeps two of its in-edges, each with its strongest op)."""
 
     label: str
     candidates: tuple[str, ...]
     weights: torch.Tensor
     exclusive: bool = False
+    bucket: str | None = None
+    keep: int = 1
 
-    def shares(self) -> torch.Tensor:
-        """How much of each candidate the discretized network is expected to hold: the
-        weights themselves (a sigmoid is a keep-probability, a softmax sums to one), or
-        for an exclusive group the weights normalized to sum to one."""
-        return self.weights / self.weights.sum() if self.exclusive else self.weights
+
+def mixture_shares(groups: list[ChoiceGroup]) -> list[torch.Tensor]:
+    """How much of each candidate the discretized network is expected to hold, per group:
+    the relaxation of the rule the groups describe, differentiable in the weights.
+
+    - an exclusive group: its weights normalized to sum to one;
+    - a group in a bucket: the group is kept with probability ``keep * s / S`` (at most
+      1), ``s`` its candidates' total weight and ``S`` the bucket's, and then holds each
+      candidate in proportion to its weight (``none`` holds nothing). Pushing every weight
+      of a bucket down does not make it cheaper: the rule still keeps ``keep`` groups;
+    - any other group: the weights themselves (a sigmoid is a keep-probability).
+    """
+    real = [g.weights.new_tensor([c != "none" for c in g.candidates]) for g in groups]
+    totals: dict[str, torch.Tensor] = {}
+    for g, mask in zip(groups, real, strict=True):
+        if g.bucket is not None:
+            totals[g.bucket] = totals.get(g.bucket, 0) + (g.weights * mask).sum()
+    shares = []
+    for g, mask in zip(groups, real, strict=True):
+        if g.exclusive:
+            shares.append(g.weights / g.weights.sum())
+        elif g.bucket is not None:
+            held = g.weights * mask
+            kept = (g.keep * held.sum() / totals[g.bucket]).clamp(max=1.0)
+            shares.append(kept * held / held.sum())
+        else:
+            shares.append(g.weights)
+    return shares
 
 
 class SearchSpace:
