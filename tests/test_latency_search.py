@@ -117,3 +117,23 @@ def test_a_foreign_table_is_used_when_allowed_and_not_measured(
     assert run.returncode == 0, run.stderr
     (latency,) = [c for c in json.loads(run.stdout)["costs"] if c["cost"] == "latency"]
     assert latency["predicted"] > 0 and latency["measured"] is None
+
+
+def test_the_pipeline_reuses_a_table_this_machine_measured(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from nasctl.genotypes.spaces import DARTS_OPS
+    from nasctl.latency.cache import cache_path, cached_table
+    from nasctl.latency.measure import MeasureSettings
+    from nasctl.nets.cell_units import CellDeployment
+
+    monkeypatch.setenv("NASCTL_CACHE", str(tmp_path / "cache"))
+    deployment = CellDeployment(DARTS_OPS, "digits", 4, 3)
+    path, keys = cache_path(deployment, MeasureSettings())
+    assert path.is_relative_to(tmp_path / "cache") and keys["settings"]["C"] == 4
+    path.parent.mkdir(parents=True)
+    _table(path)  # as if measured here earlier
+    table, reused = cached_table(deployment)
+    assert reused and table.path == str(path)
+    other, _keys = cache_path(CellDeployment(DARTS_OPS, "digits", 8, 3), MeasureSettings())
+    assert other != path  # another network is another table

@@ -30,19 +30,28 @@ def cache_dir() -> Path:
     return Path(base) / "nasctl"
 
 
+def cache_path(deployment: Deployment, settings: MeasureSettings) -> tuple[Path, dict]:
+    """Where this machine's table for ``deployment`` under ``settings`` is kept, and the
+    keys it carries."""
+    from nasctl.latency.build import environment_keys
+
+    keys = json.loads(json.dumps(environment_keys(settings, deployment.settings), default=str))
+    digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+    name = f"{deployment.settings.get('space')}-{digest[:16]}.json"
+    return cache_dir() / "latency" / name, keys
+
+
 def cached_table(deployment: Deployment, settings: MeasureSettings | None = None,
                  on_progress: Progress | None = None) -> tuple[LatencyTable, bool]:
     """This machine's table for ``deployment`` under ``settings`` (default: ORT CPU, one
     thread, batch 1, fp32), and whether it was reused rather than measured now."""
-    from nasctl.latency.build import build_table, environment_keys
+    from nasctl.latency.build import build_table
     from nasctl.latency.measure import MeasureSettings
     from nasctl.latency.samples import calibration_genotypes
     from nasctl.latency.table import load_table
 
     settings = settings or MeasureSettings()
-    keys = json.loads(json.dumps(environment_keys(settings, deployment.settings), default=str))
-    digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()
-    path = cache_dir() / "latency" / f"{deployment.settings.get('space')}-{digest[:16]}.json"
+    path, keys = cache_path(deployment, settings)
     if path.exists():
         try:
             table = load_table(path)
