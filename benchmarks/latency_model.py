@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nasctl.genotypes import Genotype, load_genotype, zoo_names  # noqa: E402
 from nasctl.genotypes.spaces import DARTS_OPS  # noqa: E402
 from nasctl.latency.build import build_table  # noqa: E402
+from nasctl.latency.check import reference_network  # noqa: E402
 from nasctl.latency.measure import MeasureSettings, Timer, randomize_batchnorm  # noqa: E402
 from nasctl.latency.samples import (  # noqa: E402
     CELL_MIXES,
@@ -54,6 +55,8 @@ class Row:
     measured_ms: float
     measured_p10_ms: float
     measured_p90_ms: float
+    measured_raw_ms: float
+    host_speed: float
     mac_ms: float = 0.0
 
     @property
@@ -94,18 +97,19 @@ def measure_rows(space: str, deployment: Deployment, table: LatencyTable,
                  genotypes: list[Genotype], settings: MeasureSettings) -> list[Row]:
     rows = []
     size = deployment.input_shape[1]
+    reference = reference_network(table, deployment)
     with Timer(settings) as timer:
         for i, genotype in enumerate(genotypes):
             net = deployment.network(genotype)
             randomize_batchnorm(net)
             macs = count_macs(net, size).convfc
-            t = timer.time_network(net, deployment.input_shape)
+            t = timer.time_network(net, deployment.input_shape, reference)
             row = Row(space, genotype.name or f"net{i}", macs,
                       predict(table, deployment, genotype).total_ms, t.median_ms, t.p10_ms,
-                      t.p90_ms)
+                      t.p90_ms, t.raw_median_ms, t.host_speed)
             print(f"  {space} {row.name:28s} predicted {row.predicted_ms:8.3f} measured "
-                  f"{row.measured_ms:8.3f} ({row.error_pct:+.1f}%)", file=sys.stderr,
-                  flush=True)
+                  f"{row.measured_ms:8.3f} ({row.error_pct:+.1f}%; host x{row.host_speed:.2f})",
+                  file=sys.stderr, flush=True)
             rows.append(row)
     macs = np.array([r.macs for r in rows], dtype=float)
     measured = np.array([r.measured_ms for r in rows])
@@ -124,6 +128,8 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=12)
     parser.add_argument("--random-cells", type=int, default=27)
     parser.add_argument("--random-chains", type=int, default=12)
+    parser.add_argument("--seed-offset", type=int, default=0, help="first random seed")
+    parser.add_argument("--no-zoo", action="store_true", help="random networks only")
     parser.add_argument("--spaces", default="cell,mbconv", help="comma list: cell, mbconv")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="only summarize the rows of earlier runs' JSON files")
@@ -145,12 +151,13 @@ def main() -> None:
     else:
         cell = CellDeployment(DARTS_OPS, "cifar10")
         chain = ChainDeployment(PROXYLESS_S2, 224, 1000)
-        cell_zoo = zoo_names()
+        cell_zoo = [] if args.no_zoo else zoo_names()
     mixes, chain_mixes = list(CELL_MIXES), list(CHAIN_MIXES)
     cell_nets = [load_genotype(n) for n in cell_zoo] + [
-        random_cell_genotype(DARTS_OPS, mixes[i % len(mixes)], i) for i in range(args.random_cells)]
+        random_cell_genotype(DARTS_OPS, mixes[i % len(mixes)], i)
+        for i in range(args.seed_offset, args.seed_offset + args.random_cells)]
     chain_nets = [random_chain_genotype(chain.layout, chain_mixes[i % len(chain_mixes)], i)
-                  for i in range(args.random_chains)]
+                  for i in range(args.seed_offset, args.seed_offset + args.random_chains)]
     rows: list[Row] = []
     spaces = args.spaces.split(",")
     for space, deployment, nets in (("cell", cell, cell_nets), ("mbconv", chain, chain_nets)):

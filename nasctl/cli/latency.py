@@ -208,6 +208,13 @@ def _print_rows(rows: list[PredictRow], table: LatencyTable, measured: bool) -> 
                       f"[{style}]{r.error_pct:+.1f}%[/]"]
         out.add_row(*cells)
     console.print(out)
+    speeds = [r.host_speed for r in rows if r.host_speed is not None]
+    if speeds:
+        console.print(f"measured: {k['runtime']} {k['precision']}, {k['threads']} thread(s), "
+                      f"batch {k['batch']}, scaled to the host's speed when the table was made "
+                      f"(its reference network re-timed each round: the host is x"
+                      f"{sorted(speeds)[len(speeds) // 2]:.2f} as slow now); error: predicted "
+                      f"against measured", style="dim", highlight=False)
 
 
 latency_app.command("table")(table_cmd)
