@@ -194,7 +194,8 @@ def _print_rows(rows: list[PredictRow], table: LatencyTable, measured: bool) -> 
     k = table.keys
     title = (f"{escape(describe_settings(k['settings']))}: {k['runtime']} {k['precision']}, "
              f"{k['threads']} thread(s), batch {k['batch']}")
-    out = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    console.print(title, highlight=False)
+    out = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     columns = ["model", "predicted ms"] + (["measured ms", "p10-p90", "error"] if measured
                                            else [])
     for i, column in enumerate(columns):
