@@ -194,7 +194,8 @@ def _print_rows(rows: list[PredictRow], table: LatencyTable, measured: bool) -> 
     k = table.keys
     title = (f"{escape(describe_settings(k['settings']))}: {k['runtime']} {k['precision']}, "
              f"{k['threads']} thread(s), batch {k['batch']}")
-    out = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    console.print(title, highlight=False)
+    out = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     columns = ["model", "predicted ms"] + (["measured ms", "p10-p90", "error"] if measured
                                            else [])
     for i, column in enumerate(columns):
@@ -208,6 +209,13 @@ def _print_rows(rows: list[PredictRow], table: LatencyTable, measured: bool) -> 
                       f"[{style}]{r.error_pct:+.1f}%[/]"]
         out.add_row(*cells)
     console.print(out)
+    speeds = [r.host_speed for r in rows if r.host_speed is not None]
+    if speeds:
+        console.print(f"measured: {k['runtime']} {k['precision']}, {k['threads']} thread(s), "
+                      f"batch {k['batch']}, scaled to the host's speed when the table was made "
+                      f"(its reference network re-timed each round: the host is x"
+                      f"{sorted(speeds)[len(speeds) // 2]:.2f} as slow now); error: predicted "
+                      f"against measured", style="dim", highlight=False)
 
 
 latency_app.command("table")(table_cmd)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nasctl.atomic import write_json
 from nasctl.errors import NasctlError
+from nasctl.genotypes.io import genotype_to_dict
 from nasctl.latency.fit import Observed, bucket_of, fit, kind_of, size_of
 from nasctl.latency.measure import (
     MeasureSettings,
@@ -100,6 +101,7 @@ def build_table(deployment: Deployment, settings: MeasureSettings,
             timings[unit.key] = (timer.time_unit(unit, how), how)
             done += 1
         observed = []
+        reference: dict[str, Any] | None = None
         for genotype in calibration:
             name = genotype.name or "calibration"
             progress(done, total, f"network {name}")
@@ -107,6 +109,9 @@ def build_table(deployment: Deployment, settings: MeasureSettings,
             randomize_batchnorm(net)
             timing = timer.time_network(net, deployment.input_shape)
             observed.append(Observed(name, timing.median_ms, deployment.units(genotype)))
+            if reference is None:
+                reference = {"name": name, "genotype": genotype_to_dict(genotype),
+                             "ms": timing.median_ms}
             done += 1
     progress(done, total, "fitting")
     units = {u.key: u for u in catalogue}
@@ -129,7 +134,8 @@ def build_table(deployment: Deployment, settings: MeasureSettings,
         measurement={**settings.to_dict(),
                      "timed": "slope between graphs with copies[0] and copies[1] of the "
                               "unit; median over rounds of per-round medians",
-                     "clock": clock, "calibration_networks": len(calibration)},
+                     "clock": clock, "calibration_networks": len(calibration),
+                     "reference": reference},
         fit=result.to_dict(), created=datetime.now(UTC).isoformat(timespec="seconds"),
         path=os.fspath(out))
     write_json(out, table.to_dict())

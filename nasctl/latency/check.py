@@ -10,11 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from nasctl.errors import CheckpointError, GenotypeError
 from nasctl.latency.build import deployment_from_settings, environment_keys
-from nasctl.latency.measure import MeasureSettings, Timer, randomize_batchnorm
-from nasctl.latency.table import LatencyTable, Prediction, predict
+from nasctl.latency.measure import (
+    MeasureSettings,
+    Reference,
+    Timer,
+    randomize_batchnorm,
+)
+from nasctl.latency.table import LatencyTable, LatencyTableError, Prediction, predict
 
 if TYPE_CHECKING:
     from nasctl.genotypes import Genotype
+    from nasctl.nets.units import Deployment
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -32,6 +38,8 @@ class PredictRow:
     measured_p10_ms: float | None = None
     measured_p90_ms: float | None = None
     error_pct: float | None = None
+    measured_raw_ms: float | None = None
+    host_speed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -68,6 +76,24 @@ def table_settings(table: LatencyTable) -> MeasureSettings:
         runs=int(m.get("runs", 20)), warmup=int(m.get("warmup", 10)))
 
 
+def reference_network(table: LatencyTable, deployment: Deployment) -> Reference | None:
+    """The table's reference network (its first calibration network), or None for a
+    table made without calibration networks."""
+    from nasctl.genotypes.io import genotype_from_dict
+
+    doc = table.measurement.get("reference")
+    if not isinstance(doc, dict):
+        return None
+    try:
+        genotype = genotype_from_dict(doc["genotype"])
+        ms = float(doc["ms"])
+    except (KeyError, TypeError, ValueError, GenotypeError) as exc:
+        raise LatencyTableError(f"{table.path}: bad measurement.reference ({exc})") from None
+    net = deployment.network(genotype)
+    randomize_batchnorm(net)
+    return Reference(net, ms)
+
+
 def check_table(table: LatencyTable, allow_foreign: bool) -> list[str]:
     """Refuse a table measured under other keys than this machine's (unless allowed);
     returns the differences."""
@@ -85,6 +111,7 @@ def predict_models(table: LatencyTable, specs: Sequence[str], measure: bool,
     predictions = [predict(table, deployment, g) for _spec, g in genotypes]
     rows = []
     timer = Timer(table_settings(table)) if measure else None
+    reference = reference_network(table, deployment) if measure else None
     try:
         for (spec, genotype), prediction in zip(genotypes, predictions, strict=True):
             row = PredictRow(spec, genotype.name, prediction.total_ms, prediction)
@@ -92,10 +119,11 @@ def predict_models(table: LatencyTable, specs: Sequence[str], measure: bool,
                 progress(f"measuring {spec}")
                 net = deployment.network(genotype)
                 randomize_batchnorm(net)
-                t = timer.time_network(net, deployment.input_shape)
+                t = timer.time_network(net, deployment.input_shape, reference)
                 error = 100.0 * (prediction.total_ms - t.median_ms) / t.median_ms
                 row = PredictRow(spec, genotype.name, prediction.total_ms, prediction,
-                                 t.median_ms, t.p10_ms, t.p90_ms, round(error, 2))
+                                 t.median_ms, t.p10_ms, t.p90_ms, round(error, 2),
+                                 t.raw_median_ms, t.host_speed)
             rows.append(row)
     finally:
         if timer is not None:

@@ -167,6 +167,7 @@ class Timer:
         check_runtime(settings)
         self._tmp = tempfile.TemporaryDirectory(prefix="nasctl-latency-")
         self._count = 0
+        self._reference: tuple[Reference, Runtime] | None = None
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -221,31 +222,73 @@ class Timer:
             times.append((time.thread_time_ns() - start) / 1e6)
         return float(np.median(times))
 
+    def _pair(self, unit: Unit, kind: Harness) -> tuple[Runtime, Runtime, np.ndarray]:
+        """The graphs with ``copies`` of the unit, loaded, and their input."""
+        n1, n2 = self.settings.copies
+        shape = unit.input_shapes[0]
+        return (self.load(harness(unit, kind, n1), shape),
+                self.load(harness(unit, kind, n2), shape), self._inputs(shape))
+
+    def _slope(self, pair: tuple[Runtime, Runtime, np.ndarray], warmup: int) -> float:
+        first, second, x = pair
+        n1, n2 = self.settings.copies
+        t1 = self._median_ms(first, x, warmup)
+        t2 = self._median_ms(second, x, warmup)
+        return max(t2 - t1, 0.0) / (n2 - n1)
+
     def time_unit(self, unit: Unit, kind: Harness) -> Timing:
         """The unit's slope between the graphs with ``copies`` of it, per round (the two
         graphs alternate, so a busy spell of the host hits both)."""
         s = self.settings
-        n1, n2 = s.copies
-        shape = unit.input_shapes[0]
-        first = self.load(harness(unit, kind, n1), shape)
-        second = self.load(harness(unit, kind, n2), shape)
-        x = self._inputs(shape)
-        slopes = []
-        for r in range(s.rounds):
-            warmup = s.warmup if r == 0 else 2
-            t1 = self._median_ms(first, x, warmup)
-            t2 = self._median_ms(second, x, warmup)
-            slopes.append(max(t2 - t1, 0.0) / (n2 - n1))
+        pair = self._pair(unit, kind)
+        slopes = [self._slope(pair, s.warmup if r == 0 else 2) for r in range(s.rounds)]
         return _timing(slopes, 2 * s.rounds * s.runs)
 
-    def time_network(self, net: nn.Module, input_shape: tuple[int, ...]) -> Timing:
-        """A whole network: the median of per-round medians."""
+    def time_network(self, net: nn.Module, input_shape: tuple[int, ...],
+                     reference: Reference | None = None) -> NetworkTiming:
+        """A whole network: the median of per-round medians. With a ``reference``, each
+        round also times the reference network and scales the round by the host's speed
+        relative to when the table was made (``host_speed`` > 1: the host is slower now)."""
         s = self.settings
         runtime = self.load(net, input_shape)
         x = self._inputs(input_shape)
-        medians = [self._median_ms(runtime, x, s.warmup if r == 0 else 2)
-                   for r in range(s.rounds)]
-        return _timing(medians, s.rounds * s.runs)
+        ref = None
+        if reference is not None:
+            if self._reference is None or self._reference[0] is not reference:
+                self._reference = (reference, self.load(reference.network, input_shape))
+            ref = self._reference[1]
+        raw, scaled, speeds = [], [], []
+        for r in range(s.rounds):
+            warmup = s.warmup if r == 0 else 2
+            t = self._median_ms(runtime, x, warmup)
+            speed = 1.0
+            if ref is not None and reference is not None:
+                speed = self._median_ms(ref, x, warmup) / reference.table_ms
+            raw.append(t)
+            scaled.append(t / speed)
+            speeds.append(speed)
+        t = _timing(scaled, s.rounds * s.runs)
+        return NetworkTiming(t.median_ms, t.p10_ms, t.p90_ms, t.runs,
+                             round(float(np.median(raw)), 5), round(float(np.median(speeds)), 4))
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A network timed when the table was made (``table_ms``), timed again beside each
+    measurement so that a busy shared host is compared with itself: the measurement is
+    scaled to the speed the host had when the table was made."""
+
+    network: nn.Module
+    table_ms: float
+
+
+@dataclass(frozen=True)
+class NetworkTiming(Timing):
+    """A network's timing (scaled by ``host_speed`` when a reference was given) and the
+    unscaled median."""
+
+    raw_median_ms: float = 0.0
+    host_speed: float = 1.0
 
 
 def clock_of(runtime: Runtime, threads: int | None) -> str:

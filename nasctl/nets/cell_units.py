@@ -6,7 +6,8 @@ itself, so this never drifts from what it computes). ONNX Runtime's common-subex
 elimination merges identical ReLUs reading one tensor, so the ops that start with a ReLU
 (sep/dil convs, factorized reductions, the cells' 1x1 preprocessing) are units without
 that ReLU, and each tensor read by at least one of them adds one ``relu`` unit. Node sums
-add an ``add`` unit per extra input, each cell a ``concat``.
+add an ``add`` unit per extra input that no convolution absorbs (ONNX Runtime folds a sum
+into the convolution producing one of its inputs), each cell a ``concat``.
 """
 
 from __future__ import annotations
@@ -312,7 +313,9 @@ class CellDeployment:
                     out.append(unit)
                 if relu_first(op, stride):
                     relu_states.add(src)
-            out.extend([add_unit(c, out_size)] * (len(inputs) - 1))
+            # ONNX Runtime folds a sum into the convolution producing one of its inputs
+            folded = sum(cell.op_names[k] in _RELU_FIRST for _src, k in inputs)
+            out.extend([add_unit(c, out_size)] * max(0, len(inputs) - 1 - folded))
         for state in sorted(relu_states):
             out.append(relu_unit(c, shape.size if state < 2 else out_size))
         out.append(concat_unit(len(cell._concat), c, out_size))
