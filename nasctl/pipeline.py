@@ -58,6 +58,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
                           "or choose another --out")
     if not marker.exists() and root.exists() and any(root.iterdir()):
         raise NasctlError(f"{root} exists and is not a pipeline folder; choose another --out")
+    _check(config)  # every setting, before the first byte is written
     atomic.write_json(marker, {"nasctl_version": __version__, "config": _jsonable(config)})
     timings: dict[str, float] = {}
     runners = {"search": _search, "train": _train, "export": _export}
@@ -81,17 +82,33 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
     return summary
 
 
+def _search_settings(config: PipelineConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
+    settings.update(config.search)
+    return {"method": config.method, "dataset": config.dataset, "data_dir": config.data_dir,
+            "seed": config.seed, "device": config.device, **settings}
+
+
+def _check(config: PipelineConfig) -> None:
+    """Refuse a bad search or training setting (or latency target) in one line."""
+    from nasctl.search import make_search_config
+    from nasctl.train import resolve_config
+
+    if config.latency_target is not None and not 0 < config.latency_target < float("inf"):
+        raise NasctlError(f"--latency-target must be > 0 ms, got {config.latency_target}")
+    make_search_config(**_search_settings(config))
+    resolve_config(overrides={"dataset": config.dataset, "seed": config.seed,
+                              "device": config.device, "data_dir": config.data_dir,
+                              **config.train})
+
+
 def _search(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:
     from nasctl.search import make_search_config, run_search
 
-    settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
-    settings.update(config.search)
+    settings = _search_settings(config)
     if config.latency_target is not None:
         settings.update(_latency_settings(config, emit))
-    search_config = make_search_config(method=config.method, dataset=config.dataset,
-                                       data_dir=config.data_dir, seed=config.seed,
-                                       device=config.device, **settings)
-    run_search(search_config, root / "search", resume=resume, on_event=emit)
+    run_search(make_search_config(**settings), root / "search", resume=resume, on_event=emit)
 
 
 def _latency_settings(config: PipelineConfig, emit: Event) -> dict[str, Any]:

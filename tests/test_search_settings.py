@@ -49,6 +49,8 @@ BAD_FLAGS = [
     (["--seed", "99999999999999999999"], "seed must be >= 0 and <= 4294967295"),
     (["--lr", "0.1", "--set", "lr=0.2"], "--set lr=... and its flag --lr are both given"),
     (["--latency-target", "5"], "--latency-target needs --latency-table"),
+    (["--amp", "bf16", "--device", "cpu"], "--amp bf16 needs a CUDA device"),
+    (["--data-dir", "/tmp"], "digits ships inside nasctl: --data-dir and --download do not apply"),
     (["--space", "mbconv", "--layout", "tiny"], "layout must be one of proxyless-s2"),
     (["--seed", "-1"], "seed must be >= 0"),
     (["--set", "bogus=1"], "unknown setting 'bogus'"),
@@ -103,3 +105,16 @@ def test_a_config_file_and_set_are_merged_and_checked(tmp_path: Path) -> None:
 def test_train_refuses_non_finite_settings(tmp_path: Path) -> None:
     assert_refused(nasctl("train", "DARTS_V2", "--set", "lr=nan", "--out", str(tmp_path / "t")),
                    "lr must be a finite number")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--method", "enas"], "method must be one of"),
+    (["--train-epochs", "0"], "epochs"),
+    (["--latency-target", "-1"], "--latency-target must be > 0 ms"),
+])
+def test_the_pipeline_checks_every_setting_before_writing(
+        tmp_path: Path, flags: list[str], message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p"
+    assert_refused(_cli(capsys, "pipeline", *flags, "--out", str(out)), message)
+    assert not out.exists()  # so the corrected command is not refused

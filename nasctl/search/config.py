@@ -229,6 +229,10 @@ def check_config(cfg: SearchConfig) -> SearchConfig:
         extra += [p for cost in active_costs(cfg) for p in cost.problems(cfg)]
     except NasctlError as exc:
         extra.append(str(exc))
+    if cfg.amp != "off" and cfg.device == "cpu":
+        extra.append(f"--amp {cfg.amp} needs a CUDA device (--device cpu given)")
+    if cfg.dataset == "digits" and (cfg.data_dir is not None or cfg.download):
+        extra.append("digits ships inside nasctl: --data-dir and --download do not apply")
     check(cfg, rules(), "search", extra)
     return cfg
 
