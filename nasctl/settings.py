@@ -147,16 +147,22 @@ def check(config: Any, rules: Mapping[str, Rule], what: str,
         raise NasctlError(f"bad {what} settings: " + "; ".join(problems))
 
 
-def parse_assignments(items: Iterable[str], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``["lr=0.1", "drop_path_on=node"]`` -> typed values (for ``--set``)."""
-    out: dict[str, Any] = {}
+def split_assignments(items: Iterable[str]) -> dict[str, str]:
+    """``["lr=0.1", "drop-path-on=node"]`` -> ``{"lr": "0.1", "drop_path_on": "node"}``."""
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise NasctlError(f"--set {item!r}: expected KEY=VALUE")
-        out[key] = coerce(fields, key, value.strip(), "--set")
+        out[key] = value.strip()
     return out
+
+
+def parse_assignments(items: Iterable[str], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``["lr=0.1", "drop_path_on=node"]`` -> typed values (for ``--set``)."""
+    return {key: coerce(fields, key, value, "--set")
+            for key, value in split_assignments(items).items()}
 
 
 def resume_changes(saved: Any, given: Mapping[str, Any],

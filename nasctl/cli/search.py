@@ -140,16 +140,13 @@ def _generated_command() -> Any:
 def _assignments(items: list[str], flags: dict[str, Any]) -> dict[str, str]:
     """``--set KEY=VALUE`` as raw text (typed where the setting is declared). A setting
     given both as a flag and with ``--set`` is refused: neither silently wins."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise NasctlError(f"--set {item!r}: expected KEY=VALUE")
-        if key in flags:
-            raise NasctlError(f"--set {key}=... and its flag --{key.replace('_', '-')} are both "
-                              "given; give one")
-        out[key] = value.strip()
+    from nasctl.settings import split_assignments
+
+    out = split_assignments(items)
+    both = [key for key in out if key in flags]
+    if both:
+        raise NasctlError(f"--set {both[0]}=... and its flag --{both[0].replace('_', '-')} are "
+                          "both given; give one")
     return out
 
 
