@@ -150,9 +150,11 @@ class CellSpace(SearchSpace):
         return kept
 
     def arch_record(self, model: SearchNetwork) -> dict[str, Any]:
-        w_normal, w_reduce = model.arch_weights()
-        return {"normal": w_normal.detach().cpu().tolist(),
-                "reduce": w_reduce.detach().cpu().tolist()}
+        """Per cell, each edge group's weights (the rows the plots draw)."""
+        record: dict[str, Any] = {cell: [] for cell in CELLS}
+        for group in self.groups(model):
+            record[group.label.split()[0]].append(group.weights.detach().cpu().tolist())
+        return record
 
     def labels(self, model: SearchNetwork) -> dict[str, Any]:
         return {"ops": list(model.ops), "edges": model.edges}

@@ -202,7 +202,7 @@ class MBConvSpace(SearchSpace):
         return [[min(range(len(row)), key=row.__getitem__)] for row in prices]
 
     def arch_record(self, model: MBConvSupernet) -> dict[str, Any]:
-        return {"layers": [w.detach().cpu().tolist() for w in model.arch_weights()]}
+        return {"layers": [g.weights.detach().cpu().tolist() for g in self.groups(model)]}
 
     def labels(self, model: MBConvSupernet) -> dict[str, Any]:
         return {"choices": model.choices}
