@@ -81,7 +81,7 @@ def declared_flags() -> list[Any]:
 
 
 def _help(spec: Any, shared: bool) -> str:
-    owner = "" if shared else spec.owner.removeprefix("--").replace(" ", " ", 1) + ": "
+    owner = "" if shared else spec.owner.removeprefix("--") + ": "
     default = spec.default
     if default is None or spec.is_bool:
         return owner + spec.help

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -143,12 +143,11 @@ class Registry(Generic[P]):
     def owner(self, name: str) -> str:
         return f"--{self.kind} {name}" if self.selected_by_flag else f"the {name} {self.kind}"
 
-    def create(self, name: str, options: Mapping[str, Any] | None = None,
-               factory: Callable[[type[P], Any], P] | None = None) -> P:
+    def create(self, name: str, options: Mapping[str, Any] | None = None) -> P:
         """The plugin ``name`` built with its declared options from ``options``."""
         cls = self.cls(name)
         declared = make_options(cls.Options, dict(options or {}), self.owner(name))
-        return factory(cls, declared) if factory else cls(declared)  # type: ignore[call-arg]
+        return cls(declared)  # type: ignore[call-arg]
 
     def specs(self, name: str) -> list[OptionSpec]:
         return specs(self.cls(name).Options, self.owner(name))
