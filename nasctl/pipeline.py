@@ -125,6 +125,7 @@ def _latency_settings(config: PipelineConfig, emit: Event) -> dict[str, Any]:
     probe = make_search_config(method=config.method, dataset=config.dataset, **deploy)
     probe = probe.resolved(get_method(config.method))
     deployment = get_space(probe.space, probe.space_options).deployment(probe)
+    assert deployment is not None, "every built-in space has a deployment view"
     emit({"event": "stage", "stage": "latency table", "state": "measuring or reusing"})
     table, reused = cached_table(deployment, on_progress=lambda done, total, what: emit(
         {"event": "stage", "stage": f"{what} ({done}/{total})"}))

@@ -92,6 +92,7 @@ class CellSpace(SearchSpace):
         recompute = o.recompute
         if recompute == "auto":
             recompute = "full-res" if device.type == "cpu" else "off"
+        assert o.ops is not None
         return SearchNetwork(o.ops, method.activation, channels=o.channels,
                              layers=o.layers, num_nodes=o.nodes, num_classes=num_classes,
                              node_norm=method.node_norm, alpha_init=method.alpha_init,

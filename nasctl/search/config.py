@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nasctl.errors import NasctlError
-from nasctl.search.options import OptionSpec, as_dict, option, specs
+from nasctl.search.options import OptionSpec, Registry, as_dict, option, specs
 from nasctl.settings import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -183,7 +183,8 @@ def route(values: Mapping[str, Any], where: str,
             if not isinstance(given, dict):
                 raise NasctlError(f"{where}: {key} must be a table of settings, got {given!r}")
             nested[key].update(given)
-    owners = [("method_options", METHODS, method), ("space_options", SPACES, space)]
+    owners: list[tuple[str, Registry[Any], str]] = [("method_options", METHODS, method),
+                                                    ("space_options", SPACES, space)]
     elsewhere: dict[str, str] = {}
     for registry in (METHODS, SPACES):
         for s in registry.all_specs():

@@ -64,7 +64,8 @@ def specs(declaration: type, owner: str) -> list[OptionSpec]:
     out = []
     for f in dataclasses.fields(declaration):
         meta = f.metadata
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        default = (f.default_factory() if f.default is dataclasses.MISSING  # type: ignore[misc,operator]
+                   else f.default)
         out.append(OptionSpec(f.name, hints[f.name], default, meta.get("help", ""),
                               meta.get("rule"), meta.get("flag") or _flag(f.name),
                               tuple(meta.get("aliases", ())), meta.get("short"),
