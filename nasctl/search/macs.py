@@ -68,8 +68,10 @@ def conv_fc_macs(unit: Unit) -> int:
 
     def conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        size = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in zip(
-            x.shape[-2:], m.padding, m.dilation, m.kernel_size, m.stride, strict=True)]  # type: ignore[arg-type,operator]
+        geometry = zip(x.shape[-2:], m.padding, m.dilation, m.kernel_size, m.stride,
+                       strict=True)
+        size = [(s + 2 * int(p) - d * (k - 1) - 1) // st + 1  # type: ignore[call-overload]
+                for s, p, d, k, st in geometry]
         out = x.new_zeros(x.shape[0], m.out_channels, *size)
         total += out.numel() * math.prod(m.weight.shape[1:])  # type: ignore[operator]
         return out
