@@ -140,3 +140,18 @@ def latency_tables(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return built[space_name]
 
     return table
+
+
+@pytest.mark.parametrize("name", ["DARTS_V2", "FairDARTS_a", "PDARTS"])
+def test_the_mac_cost_of_a_network_is_what_the_counter_counts(name: str) -> None:
+    from nasctl.genotypes import load_genotype
+    from nasctl.genotypes.spaces import DARTS_OPS
+    from nasctl.nets import build_network
+    from nasctl.nets.cell_units import CellDeployment
+    from nasctl.nets.counting import count_macs
+    from nasctl.search.macs import MacCost, MacOptions
+
+    bound = MacCost(MacOptions()).bind(CellDeployment(DARTS_OPS, "cifar10"))
+    genotype = load_genotype(name)
+    net = build_network(genotype, dataset="cifar10", auxiliary=False)
+    assert bound.predict(genotype) == count_macs(net, 32).convfc
