@@ -22,10 +22,11 @@ class EpochProgress:
     """Two rich bars (epochs, steps in the epoch) that a loop's events drive; subclasses
     map their loop's events in ``on_event``."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Console = console) -> None:
+        """``out``: where the bars (on a terminal) and the per-epoch lines go."""
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                            console=console)
+                            console=out)
         self.epochs = self.bar.add_task("epochs", total=None, info="")
         self.steps = self.bar.add_task("steps", total=None, info="")
 
