@@ -268,3 +268,8 @@ def test_bad_genotype_strings_are_refused(text: str, expected: str, tmp_path: Pa
     assert_refused(nasctl("genotypes", "import", text, "--out", str(tmp_path / "g.json")),
                           expected)
     assert not (tmp_path / "g.json").exists()
+
+
+def test_a_card_without_a_genotype_says_so(tmp_path: Path) -> None:
+    assert_refused(nasctl("genotypes", "show", "iDARTS"),
+                   "iDARTS is a paper card without a published genotype")

@@ -242,6 +242,11 @@ def bench_inputs(model: str, runtimes: tuple[str, ...], batches: list[int],
             raise NasctlError(f"{model}: no such file")
         info = dataset_info(dataset or "cifar10")
         contract = file_contract(model, (info.input_size, info.mean, info.std), batches)
+        other = [p for p in precisions if p != contract.precision]
+        if other and precisions != ("fp32",):  # fp32 is the default, not a request
+            raise NasctlError(f"{model} holds an {contract.precision} graph and runs at that "
+                              f"precision, not {', '.join(other)}; bench the model itself, "
+                              f"or its {other[0]} file")
         artifacts = Artifacts(cache_dir=str(tmp / "ort_trt_cache"))
         (artifacts.onnx if suffix == ".onnx" else artifacts.engines)[contract.precision] = model
         return BenchInputs(artifacts, contract.input_size, contract.mean, contract.std,
