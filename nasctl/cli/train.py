@@ -105,7 +105,7 @@ def train_cmd(
     else:
         # progress on stderr (stdout keeps the summary): bars on a terminal, a line per
         # epoch off one (a log, nohup), so hours of training are never silent
-        with _TrainProgress(err_console) as progress:
+        with _TrainProgress(err_console, bars_off_terminal=False) as progress:
             result = train(geno, cfg, out, resume=resume, recipe=recipe_name,
                            on_event=progress.on_event)
     if not result.is_main:
