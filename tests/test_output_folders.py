@@ -110,10 +110,14 @@ def test_train_refuses_a_folder_that_is_not_a_run(tmp_path: Path,
     assert sorted(p.name for p in out.iterdir()) == ["genotype.json"]
 
 
-def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [
+    ["train", "DARTS_V2", "--recipe", "digits", "-C", "4", "--layers", "3"],
+    ["search", "--dataset", "digits", "-C", "4", "--layers", "3", "--batch-size", "8"],
+], ids=["train", "search"])
+def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path: Path,
+                                                            command: list[str]) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "nasctl", "train", "DARTS_V2", "--recipe",
-                             "digits", "-C", "4", "--layers", "3", "--epochs", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "nasctl", *command, "--epochs", "1",
                              "--steps-per-epoch", "100000", "--device", "cpu", "--out",
                              str(out), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
