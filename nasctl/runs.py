@@ -295,7 +295,11 @@ def open_run(path: str | os.PathLike[str], resume: bool, checkpoint: str, what: 
         raise CheckpointError(f"--resume: nothing to resume in {root} (no {checkpoint} or "
                               "config.json)")
     before = set(os.listdir(root)) if root.exists() else set()
-    if before - {LOCK} and not started:
+    # what a run killed before it recorded its config leaves: a lock, empty records, the
+    # temporary file of an atomic write; anything else is someone's
+    debris = {n for n in before if n in (LOCK, "metrics.jsonl")
+              or (n.startswith(".") and n.endswith(".tmp"))}
+    if before - debris and not started:
         raise NasctlError(f"--out {root}: a non-empty folder that is not a {what} (no "
                           f"{checkpoint} or config.json); choose another --out")
     run = RunDir(root)
