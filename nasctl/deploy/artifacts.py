@@ -114,7 +114,7 @@ class Prepared:
 
 def prepare_artifacts(source: ModelSource, out_dir: Path, plan: ArtifactPlan,
                       settings: ExportSettings, metadata: dict[str, str],
-                      calibration: Callable[[], Calibration] | None = None,
+                      calibration: Callable[[], Calibration | None] | None = None,
                       on_event: OnDeployEvent | None = None) -> Prepared:
     """Make the files of ``plan`` under ``out_dir``. ``calibration`` is called only when an
     int8 graph is made (it loads real images)."""
@@ -149,7 +149,7 @@ def prepare_artifacts(source: ModelSource, out_dir: Path, plan: ArtifactPlan,
 
 
 def _precision_graph(prepared: Prepared, precision: str, out_dir: Path,
-                     calibration: Callable[[], Calibration] | None,
+                     calibration: Callable[[], Calibration | None] | None,
                      emit: OnDeployEvent) -> ArtifactRecord:
     from nasctl.export.precision import make_precision_graph
 
