@@ -35,3 +35,4 @@ def test_a_full_disk_is_one_line(tmp_path: Path, command: list[str]) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nasctl: error:" in lines[0], proc.stderr[-2000:]
     assert "File too large" in lines[0] or "cannot write" in lines[0], lines[0]
+    assert str(tmp_path / "run") in lines[0], lines[0]  # the file that could not be written
