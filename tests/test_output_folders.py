@@ -38,6 +38,13 @@ def earlier_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_an_empty_out_is_not_the_current_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(p.name for p in Path.cwd().iterdir())
+    assert_refused(in_process(capsys, *EXPORT, "-o", ""),
+                   "a non-empty folder that is not a nasctl export folder")
+    assert sorted(p.name for p in Path.cwd().iterdir()) == before
+
+
 @pytest.mark.parametrize("case", ["a file", "a training run", "someone's folder"])
 def test_export_refuses_an_out_that_is_not_its_own(tmp_path: Path, case: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:

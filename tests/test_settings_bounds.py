@@ -25,8 +25,9 @@ TRAIN = ["train", "DARTS_V2", "--recipe", "digits", "--device", "cpu"]
     (["--set", "batch_size=1000000"], "batch_size must be <= 8192"),
     (["--amp", "bf16"], "amp must be off with device cpu (mixed precision is CUDA only)"),
     (["--data-dir", "/data"], "data_dir does not apply to digits"),
+    (["--lr", "0.1", "--set", "lr=0.2"], "lr given both as a flag and with --set"),
 ], ids=["seed", "cutout", "channels", "layers", "epochs", "batch", "amp-on-cpu",
-        "data-dir-for-digits"])
+        "data-dir-for-digits", "flag-and-set"])
 def test_train_sizes_are_bounded(tmp_path: Path, flags: list[str], needle: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"

@@ -90,7 +90,12 @@ def train_cmd(
         "eval_batches": eval_batches,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    overrides.update(parse_assignments(set_ or []))
+    assigned = parse_assignments(set_ or [])
+    both = sorted(set(overrides) & set(assigned))
+    if both:  # which one should win is not for nasctl to guess
+        raise NasctlError(f"{', '.join(both)} given both as a flag and with --set; give it "
+                          "once")
+    overrides.update(assigned)
     if resume:
         if recipe is not None or config is not None:
             raise NasctlError("--resume uses the saved run's settings; drop --recipe/--config")
