@@ -295,10 +295,11 @@ def open_run(path: str | os.PathLike[str], resume: bool, checkpoint: str, what: 
         raise CheckpointError(f"--resume: nothing to resume in {root} (no {checkpoint} or "
                               "config.json)")
     before = set(os.listdir(root)) if root.exists() else set()
-    # what a run killed before it recorded its config leaves: a lock, empty records, the
-    # temporary file of an atomic write; anything else is someone's
-    debris = {n for n in before if n in (LOCK, "metrics.jsonl")
-              or (n.startswith(".") and n.endswith(".tmp"))}
+    # what a run killed before it recorded its config leaves: its lock, empty records, the
+    # temporary file of an atomic write and, beside its lock, the genotype it was given;
+    # anything else is someone's
+    ours = (LOCK, "metrics.jsonl", *(("genotype.json",) if LOCK in before else ()))
+    debris = {n for n in before if n in ours or (n.startswith(".") and n.endswith(".tmp"))}
     if before - debris and not started:
         raise NasctlError(f"--out {root}: a non-empty folder that is not a {what} (no "
                           f"{checkpoint} or config.json); choose another --out")
