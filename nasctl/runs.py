@@ -223,7 +223,7 @@ def open_output(path: str | os.PathLike[str], what: str,
     that ``owns`` says is not this command's output; locks the folder; yields a temporary
     sibling to build in, which replaces the folder only when the block succeeds. On any
     failure (an error, Ctrl-C, SIGTERM, a full disk) the folder is as it was."""
-    root = Path(path)
+    root = Path(path).absolute()  # "." or "" name the current folder: give it its name
     _check_out(root)
     if root.is_dir() and any(root.iterdir()) and not owns(root):
         raise NasctlError(f"--out {root}: a non-empty folder that is not a nasctl {what}; "
