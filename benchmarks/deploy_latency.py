@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_text = ", ".join(f"{t} thread(s): {p / 1e9:.1f} GMAC/s" for t, p in peaks.items())
     print(f"peak fp32 multiply-add rate (1024^3 matmul, best of 2 s): {peak_text}")
     print("latencies in ms, batch 1; floor = conv+FC MACs / peak rate")
-    host = host_info(None)
+    host = host_info(None).to_dict()
     result = {"host": host, "peak_macs_per_s": {str(t): p for t, p in peaks.items()},
               "rows": rows}
     write_json(args.out, result)

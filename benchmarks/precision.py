@@ -91,11 +91,16 @@ def _run_chunks(runtime: Any, images: Any, chunk: int = 32) -> Any:
 
 def bench_model(label: str, source: Any, tmp: Path, args: argparse.Namespace,
                 threads_list: list[int], batches: list[int]) -> list[dict[str, Any]]:
-    from nasctl.deploy.artifacts import ArtifactPlan, ExportSettings, prepare_artifacts
+    from nasctl.deploy.artifacts import (
+        ArtifactPlan,
+        ExportSettings,
+        onnx_metadata,
+        prepare_artifacts,
+    )
     from nasctl.deploy.bench import measure
+    from nasctl.deploy.export_inputs import calibration_for
     from nasctl.deploy.inputs import sample_labelled_images
     from nasctl.deploy.parity import compare_outputs, tolerance_for
-    from nasctl.deploy.report import calibration_for, onnx_metadata
     from nasctl.deploy.runtimes import make_runtime
 
     out = tmp / label
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
           "err/rms = max |error| over the reference RMS; top-1 agr and accuracy against "
           "PyTorch fp32 on digits test images (accuracy only for the trained model); "
           f"CPU VNNI: {vnni}")
-    result = {"host": host_info(None), "cpu_vnni": vnni, "quick": args.quick,
+    result = {"host": host_info(None).to_dict(), "cpu_vnni": vnni, "quick": args.quick,
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     write_json(args.out, result)
     print(f"wrote {args.out}")

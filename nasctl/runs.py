@@ -226,7 +226,7 @@ def open_output(path: str | os.PathLike[str], what: str,
     that ``owns`` says is not this command's output; locks the folder; yields a temporary
     sibling to build in, which replaces the folder only when the block succeeds. On any
     failure (an error, Ctrl-C, SIGTERM, a full disk) the folder is as it was."""
-    root = Path(path)
+    root = Path(path).absolute()  # "." or "" name the current folder: give it its name
     _check_out(root)
     if root.is_dir() and any(root.iterdir()) and not owns(root):
         raise NasctlError(f"--out {root}: a non-empty folder that is not a nasctl {what}; "
@@ -298,7 +298,12 @@ def open_run(path: str | os.PathLike[str], resume: bool, checkpoint: str, what: 
         raise CheckpointError(f"--resume: nothing to resume in {root} (no {checkpoint} or "
                               "config.json)")
     before = set(os.listdir(root)) if root.exists() else set()
-    if before - {LOCK} and not started:
+    # what a run killed before it recorded its config leaves: its lock, empty records, the
+    # temporary file of an atomic write and, beside its lock, the genotype it was given;
+    # anything else is someone's
+    ours = (LOCK, "metrics.jsonl", *(("genotype.json",) if LOCK in before else ()))
+    debris = {n for n in before if n in ours or (n.startswith(".") and n.endswith(".tmp"))}
+    if before - debris and not started:
         raise NasctlError(f"--out {root}: a non-empty folder that is not a {what} (no "
                           f"{checkpoint} or config.json); choose another --out")
     run = RunDir(root)

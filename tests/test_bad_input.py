@@ -259,8 +259,17 @@ PAIRS = "[('skip_connect', 0), ('skip_connect', 1)]"
     ("{'normal': {[1]: 2}, 'reduce': []}", "is not a literal"),
     (f"Genotype(normal={PAIRS}, normal_concat=[2], reduce=[('\x1b[31m', 0), "
      "('skip_connect', 1)])", "unknown op '\\x1b[31m'"),
+    # a FairDARTS edge past its cell's concat: refused, not made a new output node
+    ("Genotype(normal=[('sep_conv_3x3', 2, 0), ('skip_connect', 99, 1)], normal_concat="
+     "range(2, 6), reduce=[('max_pool_3x3', 2, 0)], reduce_concat=range(2, 6))",
+     "edge ('skip_connect', 99, 1) reads into node 99, past node 5, the last of normal_concat"),
 ])
 def test_bad_genotype_strings_are_refused(text: str, expected: str, tmp_path: Path) -> None:
     assert_refused(nasctl("genotypes", "import", text, "--out", str(tmp_path / "g.json")),
                           expected)
     assert not (tmp_path / "g.json").exists()
+
+
+def test_a_card_without_a_genotype_says_so(tmp_path: Path) -> None:
+    assert_refused(nasctl("genotypes", "show", "iDARTS"),
+                   "iDARTS is a paper card without a published genotype")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import typer.main
-from cli import nasctl
+from cli import assert_refused, in_process, nasctl
 from typer.testing import CliRunner
 
 from nasctl import __version__
@@ -42,3 +42,16 @@ def test_short_help(command: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Usage: ") and "-h, --help" in result.output
     assert result.output == CliRunner().invoke(app, [*command, "--help"]).output
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["export", "DARTS_V2", "--bogus"], "No such option: --bogus"),
+    (["export", "DARTS_V2"], "Missing option '-o' / '--out'"),
+    (["bench", "x.onnx", "--runs", "many"], "Invalid value for '--runs'"),
+    (["search", "--nope"], "No such option: --nope"),
+    (["nope"], "No such command 'nope'"),
+], ids=["unknown-option", "missing-out", "bad-int", "search-unknown-option", "no-command"])
+def test_usage_errors_are_one_line_naming_the_help(args: list[str], needle: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    command = " ".join(["nasctl", *[a for a in args[:1] if a != "nope"]])
+    assert_refused(in_process(capsys, *args), needle, f"see {command} --help")

@@ -80,6 +80,8 @@ BAD_BENCH = [
     (["--batch", "2,2,2"], "--batch gives 2 more than once"),
     (["--threads", "0"], "--threads must be at least 1, not 0"),
     (["--threads", "-3"], "--threads must be at least 1, not -3"),
+    (["--precision", "int8"], "holds an fp32 graph and runs at that precision, not int8"),
+    (["--fp16"], "not fp16"),
 ]
 
 
@@ -95,6 +97,9 @@ BAD_EXPORT = [
     (["--min-top1", "2"], "--min-top1 must be at least 0 and at most 1, not 2.0"),
     (["--opset", "5"], "--opset must be at least 18, not 5"),
     (["--threads", "0"], "--threads must be at least 1, not 0"),
+    (["--parity-data", "/nonexistent/images"],
+     "--parity-data /nonexistent/images: no such image folder, and not a dataset"),
+    (["--int8", "--calib-data", "/nonexistent/c"], "--calib-data /nonexistent/c: no such"),
 ]
 
 

@@ -35,3 +35,17 @@ def test_a_full_disk_is_one_line(tmp_path: Path, command: list[str]) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nasctl: error:" in lines[0], proc.stderr[-2000:]
     assert "File too large" in lines[0] or "cannot write" in lines[0], lines[0]
+    assert str(tmp_path / "run") in lines[0], lines[0]  # the file that could not be written
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """The exporter's own write fails: no fallback, no half-made folder, the file named."""
+    out = tmp_path / "e"
+    proc = subprocess.run([sys.executable, "-m", "nasctl", "export", "DARTS_V2", "-C", "16",
+                           "--layers", "8", "--runtimes", "torch,ort", "--samples", "2",
+                           "--latency-runs", "2", "-o", str(out), "--json"],
+                          capture_output=True, text=True, preexec_fn=_small_disk, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and ": cannot write (File too large)" in lines[0], proc.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []

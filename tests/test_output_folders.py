@@ -38,6 +38,13 @@ def earlier_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_an_empty_out_is_not_the_current_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(p.name for p in Path.cwd().iterdir())
+    assert_refused(in_process(capsys, *EXPORT, "-o", ""),
+                   "a non-empty folder that is not a nasctl export folder")
+    assert sorted(p.name for p in Path.cwd().iterdir()) == before
+
+
 @pytest.mark.parametrize("case", ["a file", "a training run", "someone's folder"])
 def test_export_refuses_an_out_that_is_not_its_own(tmp_path: Path, case: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,10 +117,14 @@ def test_train_refuses_a_folder_that_is_not_a_run(tmp_path: Path,
     assert sorted(p.name for p in out.iterdir()) == ["genotype.json"]
 
 
-def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [
+    ["train", "DARTS_V2", "--recipe", "digits", "-C", "4", "--layers", "3"],
+    ["search", "--dataset", "digits", "-C", "4", "--layers", "3", "--batch-size", "8"],
+], ids=["train", "search"])
+def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path: Path,
+                                                            command: list[str]) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "nasctl", "train", "DARTS_V2", "--recipe",
-                             "digits", "-C", "4", "--layers", "3", "--epochs", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "nasctl", *command, "--epochs", "1",
                              "--steps-per-epoch", "100000", "--device", "cpu", "--out",
                              str(out), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -23,7 +23,11 @@ TRAIN = ["train", "DARTS_V2", "--recipe", "digits", "--device", "cpu"]
     (["--layers", "5000"], "layers must be <= 100, got 5000"),
     (["--epochs", "1" + "0" * 23], "epochs must be <= 100000"),
     (["--set", "batch_size=1000000"], "batch_size must be <= 8192"),
-], ids=["seed", "cutout", "channels", "layers", "epochs", "batch"])
+    (["--amp", "bf16"], "amp must be off with device cpu (mixed precision is CUDA only)"),
+    (["--data-dir", "/data"], "data_dir does not apply to digits"),
+    (["--lr", "0.1", "--set", "lr=0.2"], "lr given both as a flag and with --set"),
+], ids=["seed", "cutout", "channels", "layers", "epochs", "batch", "amp-on-cpu",
+        "data-dir-for-digits", "flag-and-set"])
 def test_train_sizes_are_bounded(tmp_path: Path, flags: list[str], needle: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,17 @@ def test_bad_training_settings_are_refused(tmp_path: Path) -> None:
     else:
         assert_refused(proc, "layers must be >= 3")
     assert_refused(nasctl("train", "--resume", "--out", str(tmp_path / "c")), "nothing to resume")
+
+
+def test_train_progress_is_one_stderr_line_per_epoch_off_a_terminal(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasctl", "train", "DARTS_V2", "--recipe", "digits", "-C", "4",
+         "--layers", "3", "--epochs", "2", "--steps-per-epoch", "1", "--eval-batches", "1",
+         "--device", "cpu", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    epochs = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"], proc.stderr
+    assert all("test loss" in line and "images)" in line for line in epochs)  # not wrapped
+    assert "epoch 1/2" not in proc.stdout and "training finished" in proc.stdout
+    assert "test images" in proc.stdout  # the final figures say what they were computed on

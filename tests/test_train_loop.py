@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli import assert_refused, in_process
 from typer.testing import CliRunner
 
 from nasctl.cli import app
@@ -112,6 +114,20 @@ def test_existing_run_needs_resume_and_resume_keeps_settings(tmp_path: Path) -> 
         train("DARTS_V1", cfg, tmp_path / "run", resume=True)
     with pytest.raises(NasctlError, match="nothing to resume"):
         train(None, cfg, tmp_path / "empty", resume=True)
+
+
+def test_resume_refuses_a_complete_run_and_another_runs_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _tiny(epochs=1)
+    train("DARTS_V2", cfg, tmp_path / "a")
+    train("DARTS_V1", cfg, tmp_path / "b")
+    report = (tmp_path / "a" / "report.json").read_bytes()
+    assert_refused(in_process(capsys, "train", "--resume", "--out", str(tmp_path / "a")),
+                   "is a complete run (1 of 1 epochs); nothing to resume")
+    assert (tmp_path / "a" / "report.json").read_bytes() == report
+    shutil.copy(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")  # another run's
+    assert_refused(in_process(capsys, "train", "--resume", "--out", str(tmp_path / "b")),
+                   "last.pt was not written by the run recorded in")
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from cli import nasctl
+import pytest
+from cli import assert_refused, in_process, nasctl
 
 from nasctl.genotypes import from_darts, load_genotype, read_genotype, to_darts, write_genotype
 
@@ -86,3 +90,30 @@ def test_env_json_lists_runtimes() -> None:
     assert "CPUExecutionProvider" in info["onnxruntime_providers"]
     trt = info["tensorrt"]
     assert trt.startswith(("not installed", "unusable")) or trt[0].isdigit()
+
+
+def test_validate_is_honest_about_what_it_compared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # another dataset's card is not comparable: no fail, no exit 1
+    proc = in_process(capsys, "validate", "DARTS_V2", "--dataset", "cifar100", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["status"] == "no-reference" and "no cifar100 figures" in row["note"]
+    # a name given twice is counted once
+    proc = in_process(capsys, "validate", "--all", "DARTS_V2", "--json")
+    assert [r["name"] for r in json.loads(proc.stdout)].count("DARTS_V2") == 1
+    # a pipe is refused at once instead of blocking forever
+    fifo = tmp_path / "g.json"
+    os.mkfifo(fifo)
+    assert_refused(in_process(capsys, "validate", str(fifo)), str(fifo), "is a pipe")
+
+
+def test_validate_table_never_truncates_a_number(tmp_path: Path) -> None:
+    genotype = load_genotype("DARTS_V2")
+    genotype.name = "A_really_long_genotype_name_from_a_search_run_2026_12_03_seed_7"
+    write_genotype(genotype, tmp_path / "long.json")
+    proc = subprocess.run([sys.executable, "-m", "nasctl", "validate",
+                           str(tmp_path / "long.json")], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout and "3,349,342" in proc.stdout and "547,473,024" in proc.stdout

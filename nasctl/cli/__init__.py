@@ -37,7 +37,8 @@ class _App(typer.Typer):
             exc.show()
             sys.exit(exc.exit_code)
         except typer.TyperException as exc:  # an unknown option, a missing --out, ...
-            where = f"; see {exc.ctx.command_path} --help" if getattr(exc, "ctx", None) else ""
+            ctx = getattr(exc, "ctx", None)
+            where = f"; see {ctx.command_path} --help" if ctx is not None else ""
             print(f"nasctl: error: {exc.format_message().rstrip('.')}{where}",
                   file=sys.stderr)
             sys.exit(exc.exit_code)

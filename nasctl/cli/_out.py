@@ -22,10 +22,13 @@ class EpochProgress:
     """Two rich bars (epochs, steps in the epoch) that a loop's events drive; subclasses
     map their loop's events in ``on_event``."""
 
-    def __init__(self, out: Console = console, disable: bool = False) -> None:
+    def __init__(self, out: Console = console, bars_off_terminal: bool = True) -> None:
+        """``out``: where the bars (on a terminal) and the per-epoch lines go;
+        ``bars_off_terminal`` False: off a terminal only the lines (no bar at all, so a
+        refusal stays the only line)."""
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                            console=out, disable=disable)
+                            console=out, disable=not (bars_off_terminal or out.is_terminal))
         self.epochs = self.bar.add_task("epochs", total=None, info="")
         self.steps = self.bar.add_task("steps", total=None, info="")
 

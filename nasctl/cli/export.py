@@ -249,10 +249,13 @@ def _print_export(report: ExportReport, out: Path) -> None:
                 accuracy += f" ({result.accuracy_delta * 100:+.1f})"
         lat = (f"{stats.median_ms:.2f} / {stats.p99_ms:.2f}" if stats
                else _short_status(row.latency.status))
-        table.add_row(row.runtime, row.precision, _short_status(row.exported.status),
+        # a file is made or not, whether or not this row's runtime could run it here
+        made = row.exported.status == "pass"
+        table.add_row(row.runtime, row.precision,
+                      "made" if made else _short_status(row.exported.status),
                       _short_status(row.parity.status), err, top1, accuracy, lat)
     console.print(table)
-    console.print("file: the row's ONNX graph or engine; err/rms: max |error| over the "
+    console.print("file: the row's ONNX graph or engine was made; err/rms: max |error| over the "
                   "reference's RMS; top-1: agreement with torch fp32; accuracy: against the "
                   "labels (difference from fp32, points); n/a: not available here",
                   style="dim")

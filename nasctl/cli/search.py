@@ -246,7 +246,7 @@ class _SearchProgress(EpochProgress):
 
     def __init__(self) -> None:
         self.lines = not err_console.is_terminal
-        super().__init__(err_console, disable=self.lines)
+        super().__init__(err_console, bars_off_terminal=False)
         self.warned: set[str] = set()
 
     def on_event(self, event: RunEvent) -> None:

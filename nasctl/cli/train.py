@@ -12,7 +12,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasctl.cli._out import EpochProgress, console, print_json
+from nasctl.cli._out import EpochProgress, console, err_console, print_json
 from nasctl.errors import NasctlError
 from nasctl.runs import EpochDone, RunDone, RunEvent, RunStarted, StepDone
 
@@ -90,7 +90,12 @@ def train_cmd(
         "eval_batches": eval_batches,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    overrides.update(parse_assignments(set_ or []))
+    assigned = parse_assignments(set_ or [])
+    both = sorted(set(overrides) & set(assigned))
+    if both:  # which one should win is not for nasctl to guess
+        raise NasctlError(f"{', '.join(both)} given both as a flag and with --set; give it "
+                          "once")
+    overrides.update(assigned)
     if resume:
         if recipe is not None or config is not None:
             raise NasctlError("--resume uses the saved run's settings; drop --recipe/--config")
@@ -103,7 +108,9 @@ def train_cmd(
     if as_json or not main:
         result = train(geno, cfg, out, resume=resume, recipe=recipe_name)
     else:
-        with _TrainProgress() as progress:
+        # progress on stderr (stdout keeps the summary): bars on a terminal, a line per
+        # epoch off one (a log, nohup), so hours of training are never silent
+        with _TrainProgress(err_console, bars_off_terminal=False) as progress:
             result = train(geno, cfg, out, resume=resume, recipe=recipe_name,
                            on_event=progress.on_event)
     if not result.is_main:
@@ -198,9 +205,9 @@ class _TrainProgress(EpochProgress):
                 f"epoch {event.epoch}/{event.epochs}  lr {m['lr']:.4g}  "
                 f"train loss {m['train_loss']:.4f} top-1 {m['train_top1']:.2f}%  "
                 f"test loss {m['test_loss']:.4f} top-1 {m['test_top1']:.2f}% "
-                f"top-5 {m['test_top5']:.2f}%  {m['time_s']:.1f}s"
-                + ("  [green]best[/]" if event.best else "")
-            )
+                f"top-5 {m['test_top5']:.2f}% ({m['test_samples']} images)  "
+                f"{m['time_s']:.1f}s"
+                + ("  [green]best[/]" if event.best else ""), soft_wrap=True)
         elif isinstance(event, RunDone):
             self.bar.update(self.steps, visible=False)
 
@@ -225,7 +232,8 @@ def _print_train_summary(s: dict[str, Any]) -> None:
     table.add_row("epochs", f"{s['epochs']}{resumed}")
     if final:
         table.add_row("final test", f"top-1 {final['test_top1']:.2f}%  top-5 "
-                      f"{final['test_top5']:.2f}%  loss {final['test_loss']:.4f}")
+                      f"{final['test_top5']:.2f}%  loss {final['test_loss']:.4f} on "
+                      f"{final['test_samples']} test images")
     table.add_row("best test top-1", f"{s['best_top1']:.2f}% (epoch {s['best_epoch']})")
     table.add_row("time", f"{s['elapsed_s']:.1f}s")
     table.add_row("checkpoints", f"{s['checkpoints']['last']}, {s['checkpoints']['best']}")

@@ -40,7 +40,7 @@ def validate_cmd(
 
     if dataset not in ("cifar10", "cifar100", "imagenet"):
         raise NasctlError(f"--dataset must be cifar10, cifar100 or imagenet, not {dataset!r}")
-    names = list(sources or []) + (zoo_names() if all_ else [])
+    names = list(dict.fromkeys([*(sources or []), *(zoo_names() if all_ else [])]))
     if not names:
         raise NasctlError("name genotypes to validate (zoo names or files), or pass --all")
     genotypes = [read_any(n) for n in names]  # refuse bad input before the slow counting
@@ -59,12 +59,15 @@ def validate_cmd(
 def _print_rows(rows: list[ValidationRow], dataset: str) -> None:
     table = Table(title=f"validation at {dataset} settings", box=box.SIMPLE_HEAD,
                   pad_edge=False)
-    table.add_column("genotype", no_wrap=True)
-    for column in ("status", "params", "with aux", "MACs", "MACs all"):
-        table.add_column(column, no_wrap=True, justify="left" if column == "status" else "right")
-    for r in rows:
-        table.add_row(_shown(r.name), f"[{_STYLE[r.status]}]{r.status}[/]", f"{r.params:,}",
-                      f"{r.params_with_aux:,}", f"{r.macs:,}", f"{r.macs_all:,}")
+    cells = [[f"{r.params:,}", f"{r.params_with_aux:,}", f"{r.macs:,}", f"{r.macs_all:,}"]
+             for r in rows]
+    table.add_column("genotype", overflow="fold", min_width=8)  # folds; numbers never shrink
+    table.add_column("status", no_wrap=True, min_width=max(len(r.status) for r in rows))
+    for i, column in enumerate(("params", "with aux", "MACs", "MACs all")):
+        table.add_column(column, no_wrap=True, justify="right",
+                         min_width=max(len(c[i]) for c in cells))
+    for r, numbers in zip(rows, cells, strict=True):
+        table.add_row(_shown(r.name), f"[{_STYLE[r.status]}]{r.status}[/]", *numbers)
     console.print(table)
     console.print("MACs: conv+FC multiply-accumulates; MACs all: + BN, ReLU and pooling "
                   "(ptflops); batch 1, aux head excluded", style="dim")

@@ -114,7 +114,7 @@ class Prepared:
 
 def prepare_artifacts(source: ModelSource, out_dir: Path, plan: ArtifactPlan,
                       settings: ExportSettings, metadata: dict[str, str],
-                      calibration: Callable[[], Calibration] | None = None,
+                      calibration: Callable[[], Calibration | None] | None = None,
                       on_event: OnDeployEvent | None = None) -> Prepared:
     """Make the files of ``plan`` under ``out_dir``. ``calibration`` is called only when an
     int8 graph is made (it loads real images)."""
@@ -149,7 +149,7 @@ def prepare_artifacts(source: ModelSource, out_dir: Path, plan: ArtifactPlan,
 
 
 def _precision_graph(prepared: Prepared, precision: str, out_dir: Path,
-                     calibration: Callable[[], Calibration] | None,
+                     calibration: Callable[[], Calibration | None] | None,
                      emit: OnDeployEvent) -> ArtifactRecord:
     from nasctl.export.precision import make_precision_graph
 
@@ -242,6 +242,11 @@ def bench_inputs(model: str, runtimes: tuple[str, ...], batches: list[int],
             raise NasctlError(f"{model}: no such file")
         info = dataset_info(dataset or "cifar10")
         contract = file_contract(model, (info.input_size, info.mean, info.std), batches)
+        other = [p for p in precisions if p != contract.precision]
+        if other and precisions != ("fp32",):  # fp32 is the default, not a request
+            raise NasctlError(f"{model} holds an {contract.precision} graph and runs at that "
+                              f"precision, not {', '.join(other)}; bench the model itself, "
+                              f"or its {other[0]} file")
         artifacts = Artifacts(cache_dir=str(tmp / "ort_trt_cache"))
         (artifacts.onnx if suffix == ".onnx" else artifacts.engines)[contract.precision] = model
         return BenchInputs(artifacts, contract.input_size, contract.mean, contract.std,

@@ -140,23 +140,26 @@ def bench_runtimes(artifacts: Artifacts, pairs: list[tuple[str, str]], batches: 
     for name, precision in pairs:
         opened = open_runtime(name, precision, threads, artifacts)
         runtime = opened.runtime
-        base = {"runtime": name, "device": runtime.device, "precision": precision,
-                "settings": runtime.settings() or None}
-        if opened.status != "ready":
-            detail = ({"reason": opened.detail} if opened.status == "unavailable"
-                      else {"error": opened.detail})
-            rows.append(BenchRow(**base, status=opened.status, **detail))
+        if opened.status == "unavailable":
+            rows.append(_row(runtime, "unavailable", reason=opened.detail))
+            continue
+        if opened.status == "failed":
+            rows.append(_row(runtime, "failed", error=opened.detail))
             continue
         for batch in batches:
             emit(Timing(name, precision, batch))
             x = images[np.arange(batch) % len(images)]
             try:
                 stats = measure(runtime, x, warmup=warmup, runs=runs)
-                rows.append(BenchRow(**base, status="pass", batch=batch, stats=stats))
+                rows.append(_row(runtime, "pass", batch=batch, stats=stats))
             except Exception as exc:  # e.g. a batch outside an engine's profile
-                rows.append(BenchRow(**base, status="failed", batch=batch,
-                                     error=error_line(exc)))
+                rows.append(_row(runtime, "failed", batch=batch, error=error_line(exc)))
     return rows
+
+
+def _row(runtime: Runtime, status: str, **result: Any) -> BenchRow:
+    return BenchRow(runtime.name, runtime.precision, runtime.device, status,
+                    settings=runtime.settings() or None, **result)
 
 
 def _sync(runtime: Runtime) -> None:

@@ -62,7 +62,7 @@ def parity_inputs(source: ModelSource, requested: str | None, data_dir: str | No
     images, labels = sample_labelled_images(
         PARITY_SAMPLES if count is None else count, source.input_size, source.mean,
         source.std, source=used, split="test", data_dir=data_dir, up_to=count is None,
-        flag="--samples")
+        flag="--samples", source_flag="--parity-data")
     judged = source.trained and used == source.dataset
     if stand_in:
         why = (f"no {wanted} test images here (pass --data-dir): parity ran on {used} test "
@@ -103,7 +103,8 @@ def calibration_for(source: ModelSource, data: str, count: int | None, method: s
 
     images = sample_images(CALIB_IMAGES if count is None else count, source.input_size,
                            source.mean, source.std, source=data, split="train",
-                           data_dir=data_dir, up_to=count is None, flag="--calib-images")
+                           data_dir=data_dir, up_to=count is None, flag="--calib-images",
+                           source_flag="--calib-data")
     where = data if Path(data).is_dir() else f"{data} (train split)"
     return Calibration(images=images, source=where, method=method,
                        batch=8 if dynamic_batch else 1)

@@ -18,25 +18,33 @@ if TYPE_CHECKING:
 def sample_images(count: int, input_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                   source: str | os.PathLike[str] = "digits", split: str = "test",
                   data_dir: str | os.PathLike[str] | None = None, seed: int = 0, *,
-                  up_to: bool = False, flag: str = "image count") -> np.ndarray:
+                  up_to: bool = False, flag: str = "image count",
+                  source_flag: str = "image source") -> np.ndarray:
     """``count`` images as float32 [N, 3, input_size, input_size], a fixed random subset
     without repeats (see ``sample_labelled_images`` for ``up_to`` and ``flag``)."""
     return sample_labelled_images(count, input_size, mean, std, source, split, data_dir,
-                                  seed, up_to=up_to, flag=flag)[0]
+                                  seed, up_to=up_to, flag=flag, source_flag=source_flag)[0]
 
 
 def sample_labelled_images(count: int, input_size: int, mean: tuple[float, ...],
                            std: tuple[float, ...], source: str | os.PathLike[str] = "digits",
                            split: str = "test", data_dir: str | os.PathLike[str] | None = None,
                            seed: int = 0, *, up_to: bool = False, flag: str = "image count",
+                           source_flag: str = "image source",
                            ) -> tuple[np.ndarray, np.ndarray | None]:
     """Images as ``sample_images`` gives them, and their class labels (int64 [N]) when the
     source is a named dataset; an image folder's class indices are not the model's, so
     its labels are None. ``up_to``: at most ``count`` (all the source has when it has
-    fewer); otherwise more than the source holds is a DataError naming ``flag``."""
+    fewer); otherwise more than the source holds is a DataError naming ``flag``; a source
+    that is neither is one naming ``source_flag``."""
     import torch
 
+    from nasctl.data import DATASETS
+
     text = os.fspath(source)
+    if text not in DATASETS and not Path(text).is_dir():
+        raise DataError(f"{source_flag} {text}: no such image folder, and not a dataset "
+                        f"({', '.join(DATASETS)})")
     labels = None
     take = _Take(count, up_to, flag, text if Path(text).is_dir() else f"the {text} {split} split")
     if Path(text).is_dir():

@@ -8,7 +8,7 @@ import copy
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nasctl.deploy.runtime import Artifacts, Runtime, cuda_reason
 from nasctl.deploy.trt_runtime import TensorRTRuntime
@@ -28,7 +28,7 @@ class TorchRuntime(Runtime):
     name = "torch"
     device = "cpu"
     consumes = "network"
-    precisions = ("fp32",)  # CPU half kernels are slow and partial
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # CPU half kernels: slow, partial
 
     def __init__(self, precision: str = "fp32", threads: int | None = None) -> None:
         super().__init__(precision, threads)

@@ -77,9 +77,11 @@ def validate_counts(name: str, dataset: str, params: int, params_with_aux: int, 
         row.note = "no paper card for this genotype: counts only"
         return row
     row.card = card.name
-    prefix = "cifar" if dataset.startswith("cifar") else "imagenet"
-    paper_prefix = "cifar10" if prefix == "cifar" else "imagenet"
-    ours_exact = {
+    # the official code's counts and the papers' figures are for these networks only: a
+    # CIFAR-100 network (100 classes) is compared with no CIFAR-10 figure
+    prefix = {"cifar10": "cifar", "imagenet": "imagenet"}.get(dataset)
+    paper_prefix = dataset
+    ours_exact = {} if prefix is None else {
         f"{prefix}_params": params,
         f"{prefix}_params_with_aux": params_with_aux,
         f"{prefix}_macs_convfc": macs,

@@ -3,6 +3,7 @@ then a full checker pass, shape inference, optional simplification and metadata.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import io
 import logging
@@ -78,6 +79,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
                 _export(net, raw, input_shape, opset, dynamic_batch, dynamo=True, caught=caught)
                 used = "dynamo"
             except Exception as exc:  # the exporter raises many types; record and fall back
+                _raise_if_disk_full(exc, raw)
                 if exporter == "dynamo":
                     raise ExportError(f"dynamo ONNX export failed: {one_line(exc)}") from None
                 fallback_reason = f"dynamo exporter failed: {_root_cause(exc)}"
@@ -85,6 +87,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike[str],
             try:
                 _export(net, raw, input_shape, opset, dynamic_batch, dynamo=False, caught=caught)
             except Exception as exc:
+                _raise_if_disk_full(exc, raw)
                 prefix = f"{fallback_reason}; " if fallback_reason else ""
                 raise ExportError(
                     f"{prefix}TorchScript ONNX export failed: {one_line(exc)}"
@@ -258,6 +261,19 @@ def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
         simplified, ok = onnxsim.simplify(model)
         return (simplified, name) if ok else (model, None)
     return model, None
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _raise_if_disk_full(exc: BaseException, path: Path) -> None:
+    """A full disk under an exporter is the machine's problem, not the model's: one
+    OSError naming the file (the CLI's one line, exit 2), never a fallback or a record."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            raise OSError(f"{path}: cannot write ({seen.strerror})") from None
+        seen = seen.__cause__ or seen.__context__
 
 
 def _root_cause(exc: BaseException) -> str:

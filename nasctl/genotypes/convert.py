@@ -86,13 +86,23 @@ def to_darts(genotype: Genotype) -> Any:
 # --- FairDARTS 3-tuples ---------------------------------------------------------------
 
 def from_fairdarts(obj: Any, name: str | None = None) -> Genotype:
-    """From FairDARTS ``(op, to, from)`` lists; ``*_concat`` is ignored as officially."""
+    """From FairDARTS ``(op, to, from)`` lists. ``*_concat`` is not used to wire the cell
+    (the official network concatenates its live nodes), but it bounds it: an edge into a
+    node past the concat's last one is refused, not silently made a new output."""
     fields = _fields(obj)
     cells = {}
     for cell_name in CELL_NAMES:
         triples = _tuple_list(fields[cell_name], 3, cell_name)
         edges = [(op, src, dst) for op, dst, src in triples]
         _check_sources(edges, cell_name)
+        concat = _concat_list(fields.get(f"{cell_name}_concat"), cell_name)
+        if concat:
+            last = max(concat)
+            beyond = next(((op, dst, src) for op, src, dst in edges if dst > last), None)
+            if beyond is not None:
+                raise GenotypeError(f"cell {cell_name!r}: edge {beyond} reads into node "
+                                    f"{beyond[1]}, past node {last}, the last of "
+                                    f"{cell_name}_concat")
         steps = max([FAIRDARTS_STEPS] + [dst - 1 for _op, _src, dst in edges])
         cells[cell_name] = make_cell(edges, None, steps)
     return Genotype(cells=cells, name=name, provenance={"imported_from": "fairdarts"})

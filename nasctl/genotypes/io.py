@@ -317,6 +317,8 @@ def read_text(p: Path, what: str = "a genotype JSON file") -> str:
     """A file's text, refused in one line if missing, a folder, binary or too large."""
     if p.is_dir():
         raise GenotypeError(f"{p}: is a directory, expected {what}")
+    if p.is_fifo() or p.is_socket():  # opening a pipe blocks until something writes to it
+        raise GenotypeError(f"{p}: is a pipe or socket, not a file; expected {what}")
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:

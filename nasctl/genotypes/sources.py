@@ -11,7 +11,7 @@ from nasctl.genotypes.convert import from_nni, parse_genotype_string
 from nasctl.genotypes.genotype import Genotype
 from nasctl.genotypes.io import genotype_from_dict, loads_strict, read_text
 from nasctl.genotypes.limits import brief
-from nasctl.genotypes.zoo import is_zoo_name, zoo_genotype, zoo_names
+from nasctl.genotypes.zoo import is_zoo_name, paper_card, zoo_genotype, zoo_names
 
 
 def path_exists(source: str) -> bool:
@@ -34,6 +34,10 @@ def read_any(source: str, name: str | None = None) -> Genotype:
             return parse_genotype_string(stripped, name)
         except GenotypeError as exc:
             raise GenotypeError(f"genotype string: {exc}") from None
+    card = paper_card(source)
+    if card is not None and not card.has_genotype:
+        raise GenotypeError(f"{source} is a paper card without a published genotype (its "
+                            "figures are in `nasctl genotypes list`); nothing to build")
     raise GenotypeError(
         f"{brief(source, 300)}: no such file, zoo genotype ({', '.join(zoo_names())}) or "
         "genotype string"

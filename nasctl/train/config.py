@@ -216,6 +216,11 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
     if cfg.amp not in AMP_CHOICES:
         problems.append(f"amp must be one of {', '.join(AMP_CHOICES)}")
+    if cfg.amp != "off" and cfg.device == "cpu":  # it would be recorded, never applied
+        problems.append(f"amp must be off with device cpu (mixed precision is CUDA only), "
+                        f"got {cfg.amp}")
+    if cfg.dataset == "digits" and cfg.data_dir is not None:
+        problems.append("data_dir does not apply to digits (the dataset is embedded)")
     if cfg.drop_path_on is not None and cfg.drop_path_on not in DROP_PATH_ON:
         problems.append(f"drop_path_on must be one of {', '.join(DROP_PATH_ON)} or none")
     if problems:

@@ -298,10 +298,24 @@ def _prepare_resume(out: Path, cfg: TrainConfig,
     ckpt = read_checkpoint(path)
     saved = config_from_dict(ckpt["config"])
     refuse_changes(resume_changes(saved, cfg.to_dict(), RUNTIME_FIELDS))
+    recorded = RunDir(out).read_config() if (out / "config.json").exists() else None
+    if recorded is not None:  # the run that wrote this folder's records wrote last.pt
+        genotype_hash = genotype_from_dict(ckpt["genotype"]).content_hash()
+        record = recorded.get("config")
+        record = {k: v for k, v in record.items() if hasattr(saved, k)} \
+            if isinstance(record, dict) else None
+        if (recorded.get("genotype") or {}).get("sha256") != genotype_hash or \
+                record is None or resume_changes(saved, record, RUNTIME_FIELDS):
+            raise CheckpointError(f"{path} was not written by the run recorded in "
+                                  f"{out / 'config.json'} (another genotype or settings); "
+                                  "resume it from its own folder")
     if genotype is not None:
         given = load_genotype(genotype) if isinstance(genotype, str) else genotype
         if given.content_hash() != genotype_from_dict(ckpt["genotype"]).content_hash():
             raise NasctlError(f"{path} was trained with a different genotype than the one given")
+    if int(ckpt["epoch"]) >= saved.epochs and (out / "report.json").exists():
+        raise NasctlError(f"{out} is a complete run ({saved.epochs} of {saved.epochs} "
+                          "epochs); nothing to resume (its report stays as it is)")
     return ckpt
 
 
