@@ -17,8 +17,17 @@ from typing import Any
 from nasctl import __version__, atomic
 from nasctl.errors import NasctlError
 
-# Pipeline stages and export steps are dicts; search and training send typed run events.
+# Stages are PipelineStage events; search and training send their run events, export its
+# deploy events, a latency table its measuring steps as Stage events.
 Event = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class PipelineStage:
+    """A stage (or the latency table before the search) changes state."""
+
+    stage: str
+    state: str
 STAGES = ("search", "train", "export")
 CHECKPOINTS = {"search": "checkpoint.pt", "train": "last.pt"}  # what an interrupted stage left
 
@@ -65,14 +74,13 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
     for stage in STAGES:
         folder = root / stage
         if (folder / "report.json").exists():
-            emit({"event": "stage", "stage": stage, "state": "skipped (complete)"})
+            emit(PipelineStage(stage, "skipped (complete)"))
             continue
         # a stage that recorded its config was started: continue it (from its checkpoint,
         # or from the start when it died before writing one)
         interrupted = stage in CHECKPOINTS and any(
             (folder / name).exists() for name in (CHECKPOINTS[stage], "config.json"))
-        emit({"event": "stage", "stage": stage,
-              "state": "resuming" if interrupted else "running"})
+        emit(PipelineStage(stage, "resuming" if interrupted else "running"))
         start = time.perf_counter()
         runners[stage](config, root, interrupted, emit)
         timings[stage] = round(time.perf_counter() - start, 1)
@@ -126,11 +134,12 @@ def _latency_settings(config: PipelineConfig, emit: Event) -> dict[str, Any]:
     probe = probe.resolved(get_method(config.method))
     deployment = get_space(probe.space, probe.space_options).deployment(probe)
     assert deployment is not None, "every built-in space has a deployment view"
-    emit({"event": "stage", "stage": "latency table", "state": "measuring or reusing"})
+    from nasctl.deploy.events import Stage
+
+    emit(PipelineStage("latency table", "measuring, or reusing this machine's"))
     table, reused = cached_table(deployment, on_progress=lambda done, total, what: emit(
-        {"event": "stage", "stage": f"{what} ({done}/{total})"}))
-    emit({"event": "stage", "stage": "latency table",
-          "state": f"{'reused' if reused else 'measured'} {table.path}"})
+        Stage(f"{what} ({done}/{total})")))
+    emit(PipelineStage("latency table", f"{'reused' if reused else 'measured'} {table.path}"))
     return {**deploy, "latency_table": table.path, "latency_target": config.latency_target}
 
 

@@ -31,6 +31,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert proc.stderr.count("warning: no normal or reduce-cell op reached") == 1
     for stage in ("search", "train", "export"):
         assert f"{stage}: running" in proc.stderr
+    assert "export: export onnx" in proc.stderr and "export: counting" in proc.stderr
 
     again = nasctl("pipeline", "--out", str(out), "--json", "--resume", *TINY)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from nasctl.cli._out import console, err_console, print_json
-from nasctl.runs import EpochDone, RunEvent, RunStarted, StepDone
+from nasctl.runs import EpochDone, RunStarted, StepDone
 
 
 def register(app: typer.Typer) -> None:
@@ -96,32 +96,31 @@ class _Progress:
         if self.status is not None:
             self.status.__exit__(*exc)
 
-    def on_event(self, event: dict[str, Any] | RunEvent) -> None:
-        """Pipeline stages and export steps arrive as dicts, search and training events
-        as typed run events."""
+    def on_event(self, event: object) -> None:
+        """Pipeline stages, search and training run events, export's deploy events."""
+        from nasctl.deploy.events import EngineStep, Stage, Timing
+        from nasctl.pipeline import PipelineStage
+
         line = None
         if isinstance(event, RunStarted):
             self.epochs = event.epochs
         elif isinstance(event, EpochDone) and self.status is None:
             line = f"{self.stage}: epoch {event.epoch}/{event.epochs}"
-        elif isinstance(event, dict) and event.get("event") == "stage":
-            if "state" in event:
-                self.stage = str(event["stage"])
-                line = f"{self.stage}: {event['state']}"
-            elif self.status is None:  # an export step
-                line = f"{self.stage}: {event['stage']}"
+        elif isinstance(event, PipelineStage):
+            self.stage = event.stage
+            line = f"{self.stage}: {event.state}"
+        elif isinstance(event, Stage | Timing | EngineStep) and self.status is None:
+            line = f"{self.stage}: {event}"  # an export step
         if line is not None:
             err_console.print(line, markup=False, highlight=False)
         if self.status is not None:
             self.status.update(self._describe(event))
 
-    def _describe(self, event: dict[str, Any] | RunEvent) -> str:
+    def _describe(self, event: object) -> str:
         if isinstance(event, StepDone):
             values = " ".join(f"{k} {v:.4g}" for k, v in event.values.items())
             return f"{self.stage}: epoch {event.epoch} step {event.step}/{event.steps} {values}"
-        if isinstance(event, dict):
-            return f"{self.stage}: {event.get('stage') or event.get('event', '')}"
-        return f"{self.stage}: {type(event).__name__}"
+        return f"{self.stage}: {event}"
 
 
 def _print_summary(s: dict[str, Any]) -> None:
