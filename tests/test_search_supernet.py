@@ -140,3 +140,21 @@ def test_recomputation_keeps_less_for_backward() -> None:
 
     none, producer, chain = (kept_bytes(level) for level in BN_RECOMPUTE_LEVELS)
     assert chain < 0.7 * producer and producer < 0.8 * none
+
+
+def test_recomputation_repeats_the_forward_autocast() -> None:
+    """Under autocast (backward outside it, as a training step runs it) the recomputed
+    stages run at the forward's precision, so the gradients still equal those of keeping
+    the BN inputs."""
+    torch.manual_seed(0)
+    net = SearchNetwork(FAIRDARTS_OPS, torch.sigmoid, channels=4, layers=3, alpha_init=0.5)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    results = {}
+    for level in ("none", "chain"):
+        for cell in net.cells:
+            cell.bn_recompute = level
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(net(x).float(), y)
+        results[level] = torch.autograd.grad(loss, list(net.parameters()))
+    for a, b in zip(results["none"], results["chain"], strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
