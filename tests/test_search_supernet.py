@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from nasctl.genotypes.spaces import DARTS_OPS, FAIRDARTS_OPS
+from nasctl.search.plan import BN_RECOMPUTE_LEVELS
 from nasctl.search.supernet import SearchNetwork, edge_list
 
 
@@ -89,4 +90,71 @@ def test_copies_follow_their_own_weights() -> None:
         torch.testing.assert_close(b, a, rtol=0, atol=0)
     unpickled = pickle.loads(pickle.dumps(twin))
     for a, b in zip(fast, _outputs(unpickled, x, y), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_recomputed_batch_norm_inputs_change_nothing(channels_last: bool) -> None:
+    """Every level of BN-input recomputation gives the values and gradients of keeping
+    them (bit for bit: the same kernels on the same inputs), and the naive path's within
+    the parity tolerance."""
+    torch.manual_seed(0)
+    net = SearchNetwork(FAIRDARTS_OPS, torch.sigmoid, channels=4, layers=3, alpha_init=0.5)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    net.impl = "naive"
+    naive = _outputs(net, x, y)
+    net.impl = "fast"
+    results = {}
+    for level in BN_RECOMPUTE_LEVELS:
+        for cell in net.cells:
+            cell.bn_recompute = level
+        results[level] = _outputs(net, x, y)
+    for level in BN_RECOMPUTE_LEVELS:
+        for a, b in zip(results["none"], results[level], strict=True):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+        for a, b in zip(naive, results[level], strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_recomputation_keeps_less_for_backward() -> None:
+    """The point of recomputing BN inputs: each level keeps fewer bytes for backward."""
+    torch.manual_seed(0)
+    net = SearchNetwork(FAIRDARTS_OPS, torch.sigmoid, channels=4, layers=3)
+    x = torch.randn(2, 3, 16, 16)
+
+    def kept_bytes(level: str) -> int:
+        for cell in net.cells:
+            cell.bn_recompute = level
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(x)  # held: a freed graph's addresses would be reused
+        assert out.grad_fn is not None
+        return sum(seen.values())
+
+    none, producer, chain = (kept_bytes(level) for level in BN_RECOMPUTE_LEVELS)
+    assert chain < 0.7 * producer and producer < 0.8 * none
+
+
+def test_recomputation_repeats_the_forward_autocast() -> None:
+    """Under autocast (backward outside it, as a training step runs it) the recomputed
+    stages run at the forward's precision, so the gradients still equal those of keeping
+    the BN inputs."""
+    torch.manual_seed(0)
+    net = SearchNetwork(FAIRDARTS_OPS, torch.sigmoid, channels=4, layers=3, alpha_init=0.5)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    results = {}
+    for level in ("none", "chain"):
+        for cell in net.cells:
+            cell.bn_recompute = level
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(net(x).float(), y)
+        results[level] = torch.autograd.grad(loss, list(net.parameters()))
+    for a, b in zip(results["none"], results["chain"], strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=0)

@@ -92,11 +92,23 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
             return super().forward(x)
         return _PhaseDepthwiseConv.apply(x, self.weight, self.dilation[0], self.stride[0])
 
+    def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """This conv with ``weight``, on the input's phases wherever they apply whatever the
+        grad mode: a recomputation in backward then runs the kernels of the forward it
+        repeats, so it gives the same values."""
+        if self._phases_apply(x):
+            return _PhaseDepthwiseConv.apply(x, weight, self.dilation[0], self.stride[0])
+        return self._conv_forward(x, weight, None)
+
     def _use_phases(self, x: torch.Tensor) -> bool:
         """Whether the phase form applies here and pays (CPU training with gradients)."""
+        return self.training and torch.is_grad_enabled() and self._phases_apply(x)
+
+    def _phases_apply(self, x: torch.Tensor) -> bool:
+        """Whether the phase form computes this conv on ``x`` (a CPU tensor, sizes that
+        split) and is wanted."""
         d, k, s = self.dilation[0], self.kernel_size[0], self.stride[0]
-        return (self.phase_split and self.training and torch.is_grad_enabled()
-                and x.device.type == "cpu" and x.dtype == self.weight.dtype
+        return (self.phase_split and x.device.type == "cpu" and x.dtype == self.weight.dtype
                 and not torch.jit.is_tracing()
                 and self.groups == self.in_channels == self.out_channels
                 and self.bias is None and self.padding_mode == "zeros" and k % 2 == 1 and d > 1

@@ -13,11 +13,14 @@ after each pooling op. Two forward paths compute the same function
   skipped (they add zero), an op's mixture weight becomes the affine weight of its
   trailing non-affine BN (no multiply, no saved BN output), the gradient a node gets from
   the cell's concatenation is made dense once, max pooling keeps no argmax indices, and
-  references are dropped as soon as a node is no longer read. ``recompute`` makes each
-  edge a checkpoint region that keeps only the edge's inputs and recomputes the edge in
-  backward, in every cell (``all``) or only in the cells that read full-resolution inputs,
-  up to and including the first reduction cell (``full-res``, about 60% of the
-  activations): less memory for more time, exactly the same values.
+  references are dropped as soon as a node is no longer read. ``recompute`` trades time
+  for memory, with exactly the same values: ``off`` recomputes nothing; ``full-res``
+  makes each edge of the cells that read full-resolution inputs, up to and including the
+  first reduction cell (about 60% of the activations), a checkpoint region that keeps only
+  the edge's inputs and recomputes the edge in backward, and in the other cells keeps the
+  inputs of each op's ReLU-conv-BN blocks instead of their intermediate results and runs
+  the convs again in backward (``chain`` in :mod:`nasctl.search.plan`); ``all``
+  checkpoints every edge.
 
 Every BatchNorm uses batch statistics in every mode (no running statistics), as the
 search network only ever trains; ``none`` ops are never computed.
@@ -26,16 +29,24 @@ search network only ever trains; ``none`` ops are never computed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.nn.modules.utils import _pair
 from torch.utils.checkpoint import checkpoint
 
 from nasctl.device import memory_format_of
-from nasctl.nets.ops import POOL_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, make_op
+from nasctl.nets.ops import POOL_OPS, FactorizedReduce, ReLUConvBN, make_op
+from nasctl.search.kernels import batch_norm_recomputed
+from nasctl.search.plan import (
+    BN_RECOMPUTE_LEVELS,
+    BNRecompute,
+    PlanEntry,
+    compile_stages,
+    flatten,
+    plan_entry,
+)
 
 Impl = Literal["fast", "naive"]
 Recompute = Literal["off", "full-res", "all"]
@@ -88,41 +99,6 @@ class MixedOp(nn.Module):
         return sum(w * op(x) for w, op in zip(weights, self._ops, strict=True))  # type: ignore[return-value]
 
 
-class _MaxPoolNoIndices(torch.autograd.Function):
-    """3x3 max pooling that keeps only its input for backward (which the node keeps
-    anyway) and finds the argmax again there: int64 indices would cost twice the memory of
-    the pooled map, for every max-pool op of every edge."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.pool = pool
-        return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
-        p = ctx.pool
-        _, indices = F.max_pool2d(x, p.kernel_size, p.stride, p.padding, return_indices=True)
-        return torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, x, _pair(p.kernel_size), _pair(p.stride), _pair(p.padding), [1, 1], False,
-            indices), None
-
-
-def _stages(op: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """The op as the sequence of modules it runs (the same modules, no copy)."""
-    if isinstance(op, nn.MaxPool2d) and op.dilation == 1 and not op.ceil_mode:
-        return [lambda x: _MaxPoolNoIndices.apply(x, op)]
-    if isinstance(op, SepConv | DilConv | ReLUConvBN):
-        op = cast(nn.Sequential, op.op)
-    if isinstance(op, nn.Sequential):
-        return [stage for m in op for stage in _stages(m)]
-    if isinstance(op, FactorizedReduce):
-        return [op.relu, lambda r: torch.cat([op.conv_1(r), op.conv_2(r[:, :, 1:, 1:])], dim=1),
-                op.bn]
-    return [op]
-
-
 class _DenseGrad(torch.autograd.Function):
     """Identity whose backward hands on a dense copy of the gradient. A node's gradient
     from the cell's concatenation is a channel slice, and BatchNorm's CPU backward on such
@@ -138,34 +114,6 @@ class _DenseGrad(torch.autograd.Function):
         return grad.contiguous(memory_format=ctx.memory_format)
 
 
-class _PlanEntry(NamedTuple):
-    """One op of the fast path. ``w * op(x)`` is ``body`` applied to the node's shared ReLU
-    (``uses_relu``) or to the node itself, then ``final_bn`` with ``w`` as its affine weight,
-    or a multiplication by ``w`` when the op does not end in a non-affine BN."""
-
-    op_index: int
-    uses_relu: bool  # the op starts with a ReLU: it reads the node's shared ReLU
-    body: Callable[[torch.Tensor], torch.Tensor]
-    final_bn: nn.BatchNorm2d | None  # a trailing non-affine BN takes w as its affine weight
-
-
-def _plan_entry(k: int, op: nn.Module) -> _PlanEntry:
-    stages = _stages(op)
-    uses_relu = isinstance(stages[0], nn.ReLU)
-    if uses_relu:
-        stages = stages[1:]
-    last, final_bn = stages[-1], None
-    if isinstance(last, nn.BatchNorm2d) and not last.affine:
-        final_bn, stages = last, stages[:-1]
-
-    def body(x: torch.Tensor) -> torch.Tensor:
-        for stage in stages:
-            x = stage(x)
-        return x
-
-    return _PlanEntry(k, uses_relu, body, final_bn)
-
-
 class SearchCell(nn.Module):
     def __init__(self, ops: Sequence[str], num_nodes: int, multiplier: int, c_prev_prev: int,
                  c_prev: int, c: int, reduction: bool, reduction_prev: bool,
@@ -174,7 +122,8 @@ class SearchCell(nn.Module):
         self.reduction = reduction
         self.num_nodes = num_nodes
         self.multiplier = multiplier
-        self.recompute = False
+        self.recompute = False  # checkpoint every edge (keep only its inputs)
+        self.bn_recompute: BNRecompute = "none"  # BN inputs recomputed in the other edges
         if reduction_prev:
             self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, c, affine=False)
         else:
@@ -189,13 +138,14 @@ class SearchCell(nn.Module):
         self.op_names = tuple(ops)
         self._build_plan(ops)
 
-    # The fast-path plan holds closures over this cell's op modules. copy.deepcopy and
-    # pickle would carry those closures over unchanged, so a copy would run (and train)
-    # the original's modules: the plan is left out of the state and rebuilt from the
-    # copy's own modules instead.
+    # The fast-path plan (``_plan``, ``_pre``) holds closures over this cell's op modules.
+    # copy.deepcopy and pickle would carry those closures over unchanged, so a copy would
+    # run (and train) the original's modules: the plan is left out of the state and rebuilt
+    # from the copy's own modules instead.
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_plan", None)
+        state.pop("_pre", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -204,33 +154,41 @@ class SearchCell(nn.Module):
 
     def _build_plan(self, ops: Sequence[str]) -> None:
         """Precompute the fast path once: per edge, its ops as :class:`_PlanEntry`."""
-        self._plan: list[list[_PlanEntry]] = []
+        self._plan: list[list[PlanEntry]] = []
         self._relu_users = [False] * (NUM_INPUTS + self.num_nodes)
         for e, (src, _dst) in enumerate(self.edges):
-            entries = [_plan_entry(k, op) for k, (name, op) in
+            entries = [plan_entry(k, op) for k, (name, op) in
                        enumerate(zip(ops, self._ops[e]._ops, strict=True))
                        if name != "none"]  # none adds w * 0: nothing to compute, no gradient
             self._relu_users[src] |= any(entry.uses_relu for entry in entries)
             self._plan.append(entries)
+        self._pre = [{level: compile_stages(flatten(p), level) for level in BN_RECOMPUTE_LEVELS}
+                     for p in (self.preprocess0, self.preprocess1)]
         self._last_read = [max((e for e, (s, _) in enumerate(self.edges) if s == n), default=-1)
                            for n in range(NUM_INPUTS + self.num_nodes)]
 
-    def _edge(self, e: int, x: torch.Tensor, relu_x: torch.Tensor | None,
-              w: torch.Tensor) -> torch.Tensor:
+    def _edge(self, e: int, x: torch.Tensor, relu_x: torch.Tensor | None, w: torch.Tensor,
+              level: BNRecompute) -> torch.Tensor:
         """``sum_k w[k] * op_k(x)``. A trailing non-affine BN computes ``w[k] * BN(z)`` as
         BN(z) with affine weight w[k]: no separate multiply, and neither step saves the BN's
-        output (its backward rebuilds it from the input it keeps anyway)."""
+        output (its backward rebuilds it from the input it keeps anyway). ``level`` says which
+        BN inputs are recomputed in backward instead of kept (see :mod:`.plan`)."""
         total: torch.Tensor | None = None
         scales: torch.Tensor | None = None  # w as per-channel BN weights (contiguous: fast)
         for entry in self._plan[e]:
-            z = entry.body(relu_x if entry.uses_relu else x)  # type: ignore[arg-type]
-            if entry.final_bn is None:
+            body, tail = entry.paths[level]
+            z = body(relu_x if entry.uses_relu else x)  # type: ignore[arg-type]
+            bn = entry.final_bn
+            if bn is None:
                 y = z * w[entry.op_index]
             else:
                 if scales is None:
-                    scales = w.unsqueeze(1).expand(-1, z.shape[1]).contiguous()
-                y = F.batch_norm(z, None, None, scales[entry.op_index], None, True, 0.0,
-                                 entry.final_bn.eps)
+                    scales = w.unsqueeze(1).expand(-1, bn.num_features).contiguous()
+                if tail is None:
+                    y = F.batch_norm(z, None, None, scales[entry.op_index], None, True, 0.0,
+                                     bn.eps)
+                else:
+                    y = batch_norm_recomputed(tail, z, scales[entry.op_index], bn.eps)
             total = y if total is None else total.add_(y)
         assert total is not None
         return total
@@ -251,7 +209,7 @@ class SearchCell(nn.Module):
                 relu_x = F.relu(states[src])
                 for entry in self._plan[e]:
                     k = entry.op_index
-                    y = entry.body(relu_x if entry.uses_relu else states[src])
+                    y = entry.paths["none"].body(relu_x if entry.uses_relu else states[src])
                     if entry.final_bn is not None:
                         y = entry.final_bn(y)
                     outputs[(e, k)] = y
@@ -278,7 +236,8 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         states: list[torch.Tensor | None] = [None] * (NUM_INPUTS + self.num_nodes)
         relus: list[torch.Tensor | None] = [None] * len(states)
-        states[0], states[1] = self.preprocess0(s0), self.preprocess1(s1)
+        states[0] = self._pre[0][self.bn_recompute](s0)
+        states[1] = self._pre[1][self.bn_recompute](s1)
         w_rows = weights.unbind(0)
         e = 0
         for i in range(self.num_nodes):
@@ -290,9 +249,10 @@ class SearchCell(nn.Module):
                 if self._relu_users[src] and relus[src] is None:
                     relus[src] = F.relu(x)
                 if self.recompute and torch.is_grad_enabled():
-                    y = checkpoint(self._edge, e, x, relus[src], w_rows[e], use_reentrant=False)
+                    y = checkpoint(self._edge, e, x, relus[src], w_rows[e], "none",
+                                   use_reentrant=False)
                 else:
-                    y = self._edge(e, x, relus[src], w_rows[e])
+                    y = self._edge(e, x, relus[src], w_rows[e], self.bn_recompute)
                 total = y if total is None else total + y
                 if self._last_read[src] == e:
                     relus[src] = None
@@ -348,6 +308,7 @@ class SearchNetwork(nn.Module):
             raise ValueError(f"recompute must be off, full-res or all, got {recompute!r}")
         for i, cell in enumerate(self.cells):
             cell.recompute = recompute == "all" or (recompute == "full-res" and i <= layers // 3)
+            cell.bn_recompute = "none" if recompute == "off" else "chain"
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 # Batch statistics in every mode: search-time evaluation and probing then
