@@ -40,8 +40,10 @@ class CellOptions:
                            aliases=("--init-channels", "--C"))
     layers: int = option(8, "cells of the supernet", Rule(low=3, high=MAX_LAYERS))
     nodes: int = option(4, "intermediate nodes per cell", Rule(low=1, high=16))
-    recompute: str = option("auto", "recompute edges in backward: off, full-res (cells up to "
-                            "the first reduction), all; auto = full-res on CPU, off on CUDA",
+    recompute: str = option("auto", "recompute in backward: off (nothing), full-res (whole "
+                            "edges in the cells up to the first reduction, BatchNorm inputs "
+                            "elsewhere), all (whole edges everywhere); auto = full-res on "
+                            "CPU, off on CUDA",
                             Rule(choices=RECOMPUTE_CHOICES), runtime=True)
     deploy_dataset: str | None = option(None, "the final network the costs price: its "
                                         "dataset's settings (default: cifar10, or the search "
