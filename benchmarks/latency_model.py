@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nasctl.genotypes import Genotype, load_genotype, zoo_names  # noqa: E402
 from nasctl.genotypes.spaces import DARTS_OPS  # noqa: E402
-from nasctl.latency.build import build_table  # noqa: E402
+from nasctl.latency.build import build_table, deployment_from_settings  # noqa: E402
 from nasctl.latency.check import reference_network  # noqa: E402
 from nasctl.latency.measure import MeasureSettings, Timer, randomize_batchnorm  # noqa: E402
 from nasctl.latency.samples import (  # noqa: E402
@@ -111,11 +111,6 @@ def measure_rows(space: str, deployment: Deployment, table: LatencyTable,
                   f"{row.measured_ms:8.3f} ({row.error_pct:+.1f}%; host x{row.host_speed:.2f})",
                   file=sys.stderr, flush=True)
             rows.append(row)
-    macs = np.array([r.macs for r in rows], dtype=float)
-    measured = np.array([r.measured_ms for r in rows])
-    k = float(macs @ measured / (macs @ macs))
-    for r in rows:
-        r.mac_ms = k * r.macs
     return rows
 
 
@@ -137,7 +132,8 @@ def main() -> None:
     if args.merge:
         rows = [Row(**{k: v for k, v in r.items() if k not in ("error_pct", "mac_error_pct")})
                 for path in args.merge for r in json.loads(Path(path).read_text())["rows"]]
-        report(rows, {"merged": args.merge}, Path(args.out))
+        repredict(rows, Path(args.tables))
+        report(rows, {"merged": args.merge, "tables": args.tables}, Path(args.out))
         return
     settings = MeasureSettings(runtime="ort", precision="fp32", threads=1, batch=1)
     tables = Path(args.tables)
@@ -170,8 +166,38 @@ def main() -> None:
     report(rows, settings.to_dict(), Path(args.out))
 
 
+def repredict(rows: list[Row], tables: Path) -> None:
+    """Predict saved measurements again with the tables in ``tables`` (after a refit)."""
+    for space in ("cell", "mbconv"):
+        subset = [r for r in rows if r.space == space]
+        if not subset:
+            continue
+        table = load_table(tables / f"{space}.json")
+        deployment = deployment_from_settings(table.keys["settings"])
+        for r in subset:
+            r.predicted_ms = predict(table, deployment, genotype_of(r.name, deployment)).total_ms
+
+
+def genotype_of(name: str, deployment: Deployment) -> Genotype:
+    """A benchmark network again from its name (a zoo name or random-MIX-SEED)."""
+    if not name.startswith("random-"):
+        return load_genotype(name)
+    _, mix, seed = name.split("-")
+    if isinstance(deployment, ChainDeployment):
+        return random_chain_genotype(deployment.layout, mix, int(seed))
+    return random_cell_genotype(DARTS_OPS, mix, int(seed))
+
+
 def report(rows: list[Row], settings: dict[str, object], out: Path) -> None:
     """Print the summary table and write it with the rows to ``out``."""
+    for space in ("cell", "mbconv"):  # ms = k * MACs, least squares per space
+        subset = [r for r in rows if r.space == space]
+        if subset:
+            macs = np.array([r.macs for r in subset], dtype=float)
+            measured = np.array([r.measured_ms for r in subset])
+            k = float(macs @ measured / (macs @ macs))
+            for r in subset:
+                r.mac_ms = k * r.macs
     summary = {}
     for label, subset in (("cell", [r for r in rows if r.space == "cell"]),
                           ("mbconv", [r for r in rows if r.space == "mbconv"]), ("all", rows)):

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from nasctl.atomic import write_json
 from nasctl.errors import NasctlError
 from nasctl.genotypes.io import genotype_to_dict
-from nasctl.latency.fit import Observed, bucket_of, fit, kind_of, size_of
+from nasctl.latency.fit import Fit, Observed, fit, kind_of, size_of
 from nasctl.latency.measure import (
     MeasureSettings,
     Timer,
+    Timing,
     check_runtime,
     clock_of,
     harness_of,
@@ -25,7 +26,7 @@ from nasctl.latency.table import Entry, LatencyTable
 
 if TYPE_CHECKING:
     from nasctl.genotypes import Genotype
-    from nasctl.nets.units import Deployment
+    from nasctl.nets.units import Deployment, Unit
 
 Progress = Callable[[int, int, str], None]
 
@@ -92,7 +93,7 @@ def build_table(deployment: Deployment, settings: MeasureSettings,
     plans = [(unit, harness_of(unit)) for unit in catalogue]
     total = sum(1 for _u, h in plans if h is not None) + len(calibration)
     done = 0
-    timings = {}
+    timings: dict[str, tuple[Timing, str]] = {}
     with Timer(settings) as timer:
         for unit, how in plans:
             if how is None:
@@ -119,16 +120,7 @@ def build_table(deployment: Deployment, settings: MeasureSettings,
         units.update({u.key: u for u in o.units})
     sizes = {key: size_of(u) for key, u in units.items() if key not in timings}
     result = fit(observed, {k: t.median_ms for k, (t, _h) in timings.items()}, sizes)
-    entries: dict[str, Entry] = {}
-    for key, unit in units.items():
-        if key in timings:
-            t, how = timings[key]
-            factor = result.slowdown.get(bucket_of(unit), 1.0)
-            entries[key] = Entry(round(t.median_ms * factor, 5), t.median_ms, t.p10_ms,
-                                 t.p90_ms, t.runs, how, round(factor, 4))
-        else:
-            cost = round(result.per_element_ms.get(kind_of(unit), 0.0) * sizes[key], 5)
-            entries[key] = Entry(cost, cost, cost, cost, 0, "fitted")
+    entries = table_entries(units, timings, result, sizes)
     table = LatencyTable(
         keys=keys, entries=entries,
         measurement={**settings.to_dict(),
@@ -141,3 +133,20 @@ def build_table(deployment: Deployment, settings: MeasureSettings,
     write_json(out, table.to_dict())
     progress(total, total, "written")
     return table
+
+
+def table_entries(units: dict[str, Unit], timings: dict[str, tuple[Timing, str]],
+                  result: Fit, sizes: dict[str, float]) -> dict[str, Entry]:
+    """Each unit's entry: timed units scaled by the in-network factor, the others at
+    their fitted cost."""
+    entries: dict[str, Entry] = {}
+    for key, unit in units.items():
+        if key in timings:
+            t, how = timings[key]
+            factor = result.slowdown
+            entries[key] = Entry(round(t.median_ms * factor, 5), t.median_ms, t.p10_ms,
+                                 t.p90_ms, t.runs, how, round(factor, 4))
+        else:
+            cost = round(result.per_element_ms.get(kind_of(unit), 0.0) * sizes[key], 5)
+            entries[key] = Entry(cost, cost, cost, cost, 0, "fitted")
+    return entries

@@ -3,10 +3,12 @@
 Two things: (1) the parameter-free glue ONNX Runtime merges when copied (the ReLUs shared
 by the ops reading a tensor, standalone node sums, concatenations with their layout
 reorders, strided pools) and the fixed cost of one run: a cost per output element of each
-kind (one run: a constant); (2) the slowdown of timed units inside a network, whose
-working set leaves the caches the small timing graphs stay in: a factor per input
-resolution. Both by non-negative least squares on the gap between whole networks'
-measured latency and the sum of their timed units, so the factor is at least 1.
+kind (one run: a constant); (2) how much slower (or faster) timed units run inside a
+network, whose working set leaves the caches the small timing graphs stay in: one factor.
+Both by non-negative least squares of whole networks' measured latency on the sum of
+their timed units and the fitted units' sizes per kind. (A factor per resolution fitted
+the calibration networks better but not other networks: with 8-12 networks it set whole
+resolutions to zero cost.)
 """
 
 from __future__ import annotations
@@ -27,12 +29,6 @@ RUN_KIND = "run"
 def kind_of(unit: Unit) -> str:
     """A fitted unit's kind: the first word of its key (relu, add, concat, run, ...)."""
     return unit.key.split()[0]
-
-
-def bucket_of(unit: Unit) -> str:
-    """A timed unit's slowdown group: its input resolution."""
-    shape = unit.input_shapes[0]
-    return "x".join(str(d) for d in shape[1:])
 
 
 def size_of(unit: Unit) -> float:
@@ -60,11 +56,11 @@ class FitNetwork:
 
 @dataclass(frozen=True)
 class Fit:
-    """``per_element_ms`` per fitted kind (``run``: ms per run); ``slowdown`` per input
-    resolution of timed units (in-network ms = timed ms * slowdown)."""
+    """``per_element_ms`` per fitted kind (``run``: ms per run); ``slowdown`` of timed
+    units (in-network ms = timed ms * slowdown)."""
 
     per_element_ms: dict[str, float]
-    slowdown: dict[str, float]
+    slowdown: float
     networks: list[FitNetwork]
 
     def to_dict(self) -> dict[str, object]:
@@ -83,32 +79,30 @@ class Observed:
 
 def fit(observed: Sequence[Observed], timed: Mapping[str, float],
         sizes: Mapping[str, float]) -> Fit:
-    """Fit the fitted kinds' per-element costs and the per-resolution slowdowns.
+    """Fit the fitted kinds' per-element costs and the timed units' slowdown.
 
     ``timed``: the timed units' ms by key; ``sizes``: the fitted units' sizes by key."""
     from scipy.optimize import nnls
 
-    buckets = sorted({bucket_of(u) for o in observed for u in o.units if u.key in timed})
     kinds = sorted({kind_of(u) for o in observed for u in o.units if u.key not in timed})
-    columns = [*(("bucket", b) for b in buckets), *(("kind", k) for k in kinds)]
+    columns = [("timed", ""), *(("kind", k) for k in kinds)]
     a = np.zeros((len(observed), len(columns)))
     totals = np.zeros(len(observed))
     for i, o in enumerate(observed):
         for unit in o.units:
             if unit.key in timed:
                 totals[i] += timed[unit.key]
-                a[i, columns.index(("bucket", bucket_of(unit)))] += timed[unit.key]
+                a[i, 0] += timed[unit.key]
             else:
                 a[i, columns.index(("kind", kind_of(unit)))] += sizes[unit.key]
-    gap = np.asarray([o.measured_ms for o in observed]) - totals
+    measured = np.asarray([o.measured_ms for o in observed])
     scale = np.where(a.max(axis=0, initial=0.0) > 0, a.max(axis=0, initial=0.0), 1.0)
-    coef = nnls(a / scale, gap)[0] / scale if len(observed) else np.zeros(len(columns))
-    predicted = totals + a @ coef
-    slowdown = {b: 1.0 + float(c) for (what, b), c in zip(columns, coef, strict=True)
-                if what == "bucket"}
+    coef = (nnls(a / scale, measured)[0] / scale if len(observed)
+            else np.array([1.0] + [0.0] * len(kinds)))
+    predicted = a @ coef
     per_element = {k: float(c) for (what, k), c in zip(columns, coef, strict=True)
                    if what == "kind"}
     networks = [FitNetwork(o.name, round(o.measured_ms, 4), round(float(t), 4),
                            round(float(p), 4))
                 for o, t, p in zip(observed, totals, predicted, strict=True)]
-    return Fit(per_element, slowdown, networks)
+    return Fit(per_element, float(coef[0]), networks)
