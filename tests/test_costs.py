@@ -155,3 +155,24 @@ def test_the_mac_cost_of_a_network_is_what_the_counter_counts(name: str) -> None
     genotype = load_genotype(name)
     net = build_network(genotype, dataset="cifar10", auxiliary=False)
     assert bound.predict(genotype) == count_macs(net, 32).convfc
+
+
+@pytest.mark.parametrize("cost_name", COSTS.names())
+def test_a_one_hot_chain_expects_what_its_network_is_predicted_to_cost(
+        cost_name: str, latency_tables: Any) -> None:
+    """With the glue of the picked network recorded, the expectation of a mixture that
+    picks exactly one block per layer is that network's prediction."""
+    from nasctl.search.budget import Budget
+    from nasctl.search.mbconv import strongest_rule
+
+    space, model, bound, cfg = _bound("mbconv", "darts", cost_name, latency_tables,
+                                      target_share=0.8)
+    with torch.no_grad():
+        for i, alpha in enumerate(model.arch_parameters()):
+            alpha.fill_(-30.0)
+            alpha[i % alpha.numel()] = 30.0  # softmax: one-hot to float64 precision
+    budget = Budget(cfg, space, model)
+    choice = strongest_rule(model)
+    genotype = space.genotype(model, choice, cfg, "g", {})
+    record = budget.record(choice, genotype)[cost_name]
+    assert record["expected"] == pytest.approx(record["predicted"], rel=1e-9)

@@ -86,9 +86,12 @@ class Budget:
         return sum((b.penalty(groups) for b in self.penalized), zero).float()  # type: ignore[union-attr]
 
     def check_targets(self, cheapest: Callable[[BoundCost], Genotype]) -> None:
-        """Refuse a target below the cheapest network the space builds (one line)."""
+        """Refuse a target below the cheapest network the space builds (one line); the
+        cheapest network's glue starts the expectation's (see :meth:`record`)."""
         for b in self.penalized:
-            floor = b.predict(cheapest(b))
+            network = cheapest(b)
+            floor = b.predict(network)
+            b.glue = floor - b.linear(self.space.cheapest(b.prices))
             assert b.cost.target is not None
             if b.cost.target < floor:
                 raise NasctlError(
@@ -97,16 +100,26 @@ class Budget:
                     f"({b.cost.describe(floor)}, the cheapest op on one edge per node); "
                     "raise the target")
 
-    def record(self, genotype: Genotype) -> dict[str, dict[str, float | None]]:
+    def record(self, choice: Any, genotype: Genotype) -> dict[str, dict[str, float | None]]:
         """This epoch's expectation and the prediction of ``genotype`` (the network the
-        rule picks now), per cost."""
+        rule picks now, ``choice``), per cost.
+
+        What the candidates' prices leave out, the glue between them (a latency table's
+        shared ReLUs, standalone sums, layout reorders), depends on the whole network, not
+        on any one candidate: the expectation carries the glue of the network the rule
+        picked at the last epoch's end (a constant: no gradient)."""
         if not self.bound:
             return {}
         groups = self.space.groups(self.model)
-        with torch.no_grad():
-            return {b.cost.name: {"expected": _expected(b, groups),
-                                  "predicted": b.predict(genotype),
-                                  "target": b.cost.target} for b in self.bound}
+        record = {}
+        for b in self.bound:
+            predicted = b.predict(genotype)
+            if b.cost.target is not None:
+                b.glue = predicted - b.linear(self.space.kept(choice))
+            with torch.no_grad():
+                record[b.cost.name] = {"expected": _expected(b, groups),
+                                       "predicted": predicted, "target": b.cost.target}
+        return record
 
     def repaired(self, choice: Any, genotype_of: GenotypeOf) -> tuple[Any, list[Repair]]:
         """``choice`` with the candidates swapped, for every cost that asks for a repair,

@@ -92,6 +92,7 @@ class BoundCost:
     def __init__(self, cost: Cost, deployment: Deployment) -> None:
         self.cost, self.deployment = cost, deployment
         self._cache: dict[str, float] = {}
+        self.glue = 0.0  # what a discretized network costs beyond its candidates and fixed part
 
     def price(self, unit: Unit) -> float:
         if unit.key not in self._cache:
@@ -117,7 +118,7 @@ class BoundCost:
         total = torch.zeros((), dtype=torch.float64, device=groups[0].weights.device)
         for shares, row in zip(mixture_shares(groups), self.prices, strict=True):
             total = total + (shares.double() * shares.new_tensor(row, dtype=torch.float64)).sum()
-        return total + self.fixed
+        return total + self.fixed + self.glue
 
     def penalty(self, groups: list[ChoiceGroup]) -> torch.Tensor:
         """``weight * (E[cost] / target - 1)^2``: pulls the expectation to the target from
@@ -129,6 +130,11 @@ class BoundCost:
     def predict(self, genotype: Genotype) -> float:
         """The cost of a discretized network: the sum over every unit it deploys."""
         return float(sum(self.price(u) for u in self.deployment.units(genotype)))
+
+    def linear(self, kept: list[list[int]]) -> float:
+        """A choice's fixed part plus its candidates' prices: what :meth:`predict` adds up
+        less the glue between them."""
+        return self.fixed + sum(self.prices[g][k] for g, ks in enumerate(kept) for k in ks)
 
 
 COSTS: Registry[Cost] = Registry("cost", selected_by_flag=False)

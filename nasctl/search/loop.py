@@ -238,7 +238,7 @@ class Search:
         current = self._discretize()
         for note in current.notes:
             emit(RunWarning(epoch + 1, note))
-        costs = self.budget.record(self._genotype(current, self.model))
+        costs = self.budget.record(current, self._genotype(current, self.model))
         if costs:
             record["costs"] = costs
         self.history.append(record)
