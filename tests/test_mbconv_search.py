@@ -119,6 +119,8 @@ def test_the_shared_loop_searches_the_chain(tmp_path: Path) -> None:
     assert {"weight_loss", "arch_loss"} <= set(step.values) and "arch_acc" in epoch.metrics
     genotype = read_genotype(tmp_path / "run" / "genotype.json")
     assert genotype.search_space == "mbconv-chain"
+    assert (tmp_path / "run" / "arch_weights.png").stat().st_size > 10_000  # per-layer plot
+    assert (tmp_path / "run" / "costs.png").exists()  # the MAC target against the records
     assert genotype.provenance["method"] == "fairdarts"
     rule = genotype.provenance["discretization"]
     assert rule["threshold"] == 0.85 and rule["w01"] == 5.0  # the method's rule and options

@@ -14,11 +14,13 @@ from nasctl.genotypes.genotype import Genotype, intermediate_nodes
 from nasctl.genotypes.spaces import CELL_NAMES, DARTS_CELL
 
 # One colour per op, shared with the search plots.
+# One hue per op, apart enough to tell the 7 DARTS ops at a glance (Okabe-Ito based):
+# kernel sizes of one family are different hues, not shades of one.
 OP_COLORS = {
-    "sep_conv_3x3": "#1f77b4", "sep_conv_5x5": "#0e8c99", "sep_conv_7x7": "#4b5fa8",
-    "dil_conv_3x3": "#2ca02c", "dil_conv_5x5": "#6b8e23", "max_pool_3x3": "#d62728",
-    "avg_pool_3x3": "#e36c00", "skip_connect": "#555555", "none": "#999999",
-    "conv_7x1_1x7": "#9467bd",
+    "sep_conv_3x3": "#0072B2", "sep_conv_5x5": "#CC79A7", "sep_conv_7x7": "#17becf",
+    "dil_conv_3x3": "#009E73", "dil_conv_5x5": "#E69F00", "max_pool_3x3": "#D55E00",
+    "avg_pool_3x3": "#8c564b", "skip_connect": "#000000", "none": "#999999",
+    "conv_7x1_1x7": "#7b3294",
 }
 
 

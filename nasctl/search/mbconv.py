@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -221,6 +222,13 @@ class MBConvSpace(SearchSpace):
         provenance = {**provenance, "space": "mbconv", "width_mult": self.config.width_mult,
                       "layout": self.config.layout}
         return chain_genotype(model.layout, choice.ops, name, provenance)
+
+    def plots(self, folder: Path, history: list[dict[str, Any]], model: MBConvSupernet,
+              cfg: SearchConfig, genotype: Genotype) -> tuple[dict[str, str], list[str]]:
+        from nasctl.search.plots import write_layer_plot
+
+        kept = self.describe(genotype)["layers"][1:]  # the first layer is fixed
+        return write_layer_plot(folder, history, model.choices, cfg.method, kept)
 
     def describe(self, genotype: Genotype) -> dict[str, Any]:
         chain = genotype.cells[CHAIN_CELL]

@@ -89,7 +89,7 @@ def _trajectories(plt: Any, history: list[dict[str, Any]], ops: list[str],
     fig.suptitle(f"{method}: {activation}(alpha) per edge over the search "
                  f"(top: normal cell, bottom: reduce cell)", fontsize=11)
     fig.supxlabel("epoch")
-    fig.supylabel(f"op weight, {activation}(alpha)")
+    fig.supylabel(f"op weight, {activation}(alpha)", x=0.005)
     fig.tight_layout(rect=(0, 0, 1 - 1.9 / (1.9 * cols + 2.2), 1))
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.savefig(path, dpi=110)
@@ -176,3 +176,52 @@ def write_cost_plot(folder: Path, history: list[dict[str, Any]],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {"plot_costs": str(path)}
+
+
+def write_layer_plot(folder: Path, history: list[dict[str, Any]], choices: list[list[str]],
+                     method: str, kept: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``arch_weights.png`` of a chain: one panel per searchable layer, one line per
+    candidate over the epochs, the kept candidate drawn thick."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return {}, ["matplotlib is not installed: no plots (pip install 'nasctl[plot]')"]
+    epochs = [h["epoch"] for h in history]
+    cols = min(len(choices), 6)
+    rows = (len(choices) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols + 1.5, 1.7 * rows + 1.2),
+                             sharex=True, sharey=True, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    palette = plt.get_cmap("tab10")
+    for i, names in enumerate(choices):
+        ax = axes[i // cols, i % cols]
+        ax.set_visible(True)
+        for k, name in enumerate(names):
+            on = name == kept[i]
+            ax.plot(epochs, [h["layers"][i][k] for h in history], color=palette(k % 10),
+                    linewidth=2.4 if on else 0.9, label=name)
+        ax.set_title(f"layer {i + 1}: {kept[i]}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        ax.grid(alpha=0.25)
+    from matplotlib.lines import Line2D
+
+    names = max(choices, key=len)
+    handles = [Line2D([], [], color=palette(k % 10), linewidth=1.5, label=name)
+               for k, name in enumerate(names)]
+    handles.append(Line2D([], [], color="gray", linewidth=2.4, label="kept"))
+    fig.suptitle(f"{method}: candidate weights per layer over the search (kept: thick)",
+                 fontsize=11)
+    fig.supxlabel("epoch")
+    fig.supylabel("candidate weight", x=0.005)
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / (2.2 * cols + 1.5), 1))
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    path = folder / "arch_weights.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"plot_weights": str(path)}, []
