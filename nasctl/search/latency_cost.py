@@ -105,17 +105,22 @@ class LatencyCost(Cost):
         return self.table.ms(unit)
 
     def measure(self, deployment: Deployment, genotype: Genotype) -> float | None:
-        """Measured on this machine with the table's runtime, settings and precision;
-        None for a foreign table (this machine is not the one it describes)."""
+        """Measured on this machine with the table's runtime, settings and precision, and
+        scaled by the table's reference network to the host's speed when the table was
+        made (as ``nasctl latency predict --measure``); None for a foreign table (this
+        machine is not the one it describes)."""
         if not getattr(self, "_local", False):
             return None
-        from nasctl.latency.check import table_settings
+        from nasctl.latency.check import reference_network, table_settings
         from nasctl.latency.measure import Timer, randomize_batchnorm
 
         net = deployment.network(genotype)
         randomize_batchnorm(net)
+        # as `nasctl latency predict --measure`: with the table's reference network timed
+        # beside it, scaled to the host's speed when the table was made
+        reference = reference_network(self.table, deployment)
         with Timer(table_settings(self.table)) as timer:
-            return timer.time_network(net, deployment.input_shape).median_ms
+            return timer.time_network(net, deployment.input_shape, reference).median_ms
 
     def describe(self, value: float) -> str:
         return f"{value:.3f} ms"
