@@ -100,6 +100,8 @@ BAD_EXPORT = [
     (["--parity-data", "/nonexistent/images"],
      "--parity-data /nonexistent/images: no such image folder, and not a dataset"),
     (["--int8", "--calib-data", "/nonexistent/c"], "--calib-data /nonexistent/c: no such"),
+    (["--parity-data", "digits", "--data-dir", "/tmp"],
+     "digits ships inside nasctl: --data-dir does not apply"),
 ]
 
 

@@ -45,6 +45,8 @@ def sample_labelled_images(count: int, input_size: int, mean: tuple[float, ...],
     if text not in DATASETS and not Path(text).is_dir():
         raise DataError(f"{source_flag} {text}: no such image folder, and not a dataset "
                         f"({', '.join(DATASETS)})")
+    if text == "digits" and data_dir is not None:
+        raise DataError("digits ships inside nasctl: --data-dir does not apply to it")
     labels = None
     take = _Take(count, up_to, flag, text if Path(text).is_dir() else f"the {text} {split} split")
     if Path(text).is_dir():
