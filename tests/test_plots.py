@@ -71,3 +71,14 @@ def test_draw_writes_png(tmp_path: Path) -> None:
 
     out = draw_genotype(load_genotype("FairDARTS_a"), tmp_path / "cells.png")
     assert plt.imread(out).shape[2] in (3, 4)
+
+
+def test_cells_drawing_has_a_legend_and_names_a_fallback(tmp_path: Path) -> None:
+    from nasctl.genotypes import Genotype
+    from nasctl.genotypes.draw import draw_genotype
+
+    g = load_genotype("DARTS_V2")
+    fallback = Genotype(g.cells, name="fb", provenance={
+        "discretization": {"fallback_strongest_per_node": ["reduce"]}})
+    out = draw_genotype(fallback, tmp_path / "cells.png")
+    assert plt.imread(out).shape[2] in (3, 4)

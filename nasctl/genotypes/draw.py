@@ -39,12 +39,22 @@ def draw_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise NasctlError("drawing needs matplotlib: pip install 'nasctl[plot]'") from None
+    from matplotlib.patches import Patch
+
     steps = max(len(intermediate_nodes(genotype.cells[c])) for c in CELL_NAMES)
-    fig, axes = plt.subplots(2, 1, figsize=(2.6 + 1.7 * steps, 7.4))
+    fig, axes = plt.subplots(2, 1, figsize=(2.6 + 1.7 * steps, 7.9))
+    fallback = genotype.provenance.get("discretization", {}).get(
+        "fallback_strongest_per_node", [])
     for ax, cell_name in zip(axes, CELL_NAMES, strict=True):
-        _draw_cell(ax, genotype.cells[cell_name], f"{cell_name} cell")
+        title = f"{cell_name} cell"
+        if cell_name in fallback:  # the rule kept nothing here: say what decided instead
+            title += " (fallback: no op reached the rule, the strongest op per node kept)"
+        _draw_cell(ax, genotype.cells[cell_name], title)
     fig.suptitle(genotype.name or "genotype", fontsize=13)
-    fig.tight_layout()
+    legend = [Patch(fc=face, ec="#444444", label=label) for face, label in NODE_KINDS]
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
     fig.savefig(tmp, dpi=150)
@@ -53,6 +63,11 @@ def draw_genotype(genotype: Genotype, path: str | os.PathLike[str]) -> Path:
     return out
 
 
+# Node faces, and what they mean (the figure's legend).
+INPUT_FACE, NODE_FACE, DEAD_FACE, OUTPUT_FACE = "#cfe8ff", "#ffffff", "#eeeeee", "#fff2b3"
+NODE_KINDS = ((INPUT_FACE, "cell input (previous cells)"), (NODE_FACE, "node"),
+              (DEAD_FACE, "node without inputs (computes nothing)"),
+              (OUTPUT_FACE, "cell output (concat)"))
 # Node names as the DARTS paper writes them: the two previous cells' outputs and this one's.
 INPUT_LABELS = ("$c_{k-2}$", "$c_{k-1}$")
 OUTPUT_LABEL = "$c_{k}$"
@@ -100,11 +115,11 @@ def _draw_cell(ax: Any, cell: nx.MultiDiGraph, title: str) -> list[Any]:
     nodes = []
     for node, (x, y) in pos.items():
         if node == "out":
-            label, face = OUTPUT_LABEL, "#fff2b3"
+            label, face = OUTPUT_LABEL, OUTPUT_FACE
         elif node in (0, 1):
-            label, face = INPUT_LABELS[int(node)], "#cfe8ff"
+            label, face = INPUT_LABELS[int(node)], INPUT_FACE
         else:
-            label, face = str(node), "#ffffff" if cell.in_degree(node) > 0 else "#eeeeee"
+            label, face = str(node), NODE_FACE if cell.in_degree(node) > 0 else DEAD_FACE
         nodes.append(ax.text(x, y, label, ha="center", va="center", fontsize=11, zorder=4,
                              bbox={"boxstyle": "round,pad=0.35", "fc": face, "ec": "#444444"}))
     bends: dict[tuple[int | str, int | str], list[float]] = {}
@@ -125,16 +140,28 @@ def _draw_cell(ax: Any, cell: nx.MultiDiGraph, title: str) -> list[Any]:
         edges.append((pos[src], pos[dst], rad, op, color))
     renderer = ax.figure.canvas.get_renderer()
     taken = [t.get_window_extent(renderer) for t in nodes]
+    # every edge as points in display space: a label must not sit on another edge (a
+    # crossing), only on its own
+    paths = [ax.transData.transform([_on_arc(a, b, rad, i / 40) for i in range(41)])
+             for a, b, rad, _op, _c in edges]
     labels = []
-    for a, b, rad, op, color in edges:
+    for k, (a, b, rad, op, color) in enumerate(edges):
         text = ax.text(0, 0, op, fontsize=7.5, color=color, ha="center", va="center", zorder=3,
                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color,
                              "lw": 0.6})
+        others = [p for j, p in enumerate(paths) if j != k]
+        best = None
         for t in _LABEL_POSITIONS:
             text.set_position(_on_arc(a, b, rad, t))
             box = text.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in taken):
+            if any(box.overlaps(other) for other in taken):
+                continue
+            if not any(box.contains(x, y) for p in others for x, y in p):
+                best = None
                 break
+            best = best or t  # clear of nodes and labels, though on a crossing
+        if best is not None:
+            text.set_position(_on_arc(a, b, rad, best))
         taken.append(text.get_window_extent(renderer))
         labels.append(text)
     return labels
