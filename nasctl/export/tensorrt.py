@@ -197,7 +197,11 @@ def _build(onnx_file: Path, engine_path: str | os.PathLike[str], settings: Engin
         onnx_sha256=hashlib.sha256(onnx_file.read_bytes()).hexdigest(),
         messages=logged(logger),
     )
-    write_json(sidecar, result.to_dict())
+    # The sidecar travels with its engine (an export is built in a temporary folder and
+    # renamed into place): its paths are relative to its own folder.
+    write_json(sidecar, {**result.to_dict(), "engine_path": Path(engine_path).name,
+                         "sidecar_path": sidecar.name,
+                         "onnx_path": os.path.relpath(onnx_file, sidecar.parent)})
     return result
 
 
