@@ -75,6 +75,20 @@ def test_bench_of_a_file_no_runtime_can_load_is_bad_input(
                               "ort", "--runs", "2"), "nothing could be measured", "Mystery")
 
 
+def test_bench_of_a_file_with_two_inputs_is_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shape = [1, 3, 32, 32]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["input", "other"], ["logits"])], "g",
+        [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, shape)
+         for n in ("input", "other")],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, shape)])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]),
+              str(tmp_path / "two.onnx"))
+    assert_refused(in_process(capsys, "bench", str(tmp_path / "two.onnx"), "--backend", "ort",
+                              "--runs", "2"), "has 2 inputs (input, other)")
+
+
 BAD_BENCH = [
     (["--batch", "100000"], "--batch sizes must be at most 4096, not 100000"),
     (["--batch", "2,2,2"], "--batch gives 2 more than once"),

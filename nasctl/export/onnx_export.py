@@ -231,9 +231,14 @@ def describe_onnx_file(path: str | os.PathLike[str]) -> OnnxFileInfo:
     from nasctl.export.precision import detect_precision
 
     model = load_onnx_file(path)
-    if not model.graph.input:
-        raise ExportError(f"{path}: the ONNX graph has no input")
-    dims = model.graph.input[0].type.tensor_type.shape.dim
+    weights = {t.name for t in model.graph.initializer}  # old exporters list them as inputs
+    inputs = [i.name for i in model.graph.input if i.name not in weights]
+    if len(inputs) != 1:
+        listed = f" ({', '.join(inputs)})" if inputs else ""
+        raise ExportError(f"{path}: the ONNX graph has {len(inputs)} inputs{listed}; nasctl "
+                          "runs image classifiers with one image input")
+    image = next(i for i in model.graph.input if i.name == inputs[0])
+    dims = image.type.tensor_type.shape.dim
     batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
     precision = detect_precision(frozenset(node.op_type for node in model.graph.node),
                                  frozenset(t.data_type for t in model.graph.initializer))
