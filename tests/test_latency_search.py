@@ -11,21 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli import in_process
 
-from nasctl.cli import app
 from nasctl.genotypes import read_genotype
 
 TINY_DEPLOY = ["--deploy-dataset", "digits", "--deploy-channels", "4", "--deploy-layers", "3"]
 PROXY = ["search", "--dataset", "digits", "-C", "4", "--layers", "3", "--batch-size", "8",
          "--steps-per-epoch", "3", "--epochs", "2", "--device", "cpu", "--arch-lr", "0.1"]
 TINY = [*PROXY, *TINY_DEPLOY]
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    with pytest.raises(SystemExit) as stop:
-        app(list(args), prog_name="nasctl")
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, int(stop.value.code or 0), out.out, out.err)
 
 
 def _table(path: Path, **key_changes: Any) -> Path:
@@ -58,14 +51,14 @@ def _refused(proc: subprocess.CompletedProcess[str], needle: str) -> None:
 def test_a_search_aims_at_the_target_and_reports_prediction_and_measurement(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = _table(tmp_path / "t.json")
-    free = _cli(capsys, *TINY, "--latency-table", str(table), "--json", "-o",
+    free = in_process(capsys, *TINY, "--latency-table", str(table), "--json", "-o",
                 str(tmp_path / "free"))
     assert free.returncode == 0, free.stderr
     (latency,) = [c for c in json.loads(free.stdout)["costs"] if c["cost"] == "latency"]
     assert latency["target"] is None and latency["predicted"] > 0
     target = 0.9 * latency["predicted"]  # below what the search found without one
     out = tmp_path / "aimed"
-    aimed = _cli(capsys, *TINY, "--latency-table", str(table), "--latency-target",
+    aimed = in_process(capsys, *TINY, "--latency-table", str(table), "--latency-target",
                  str(target), "--json", "-o", str(out))
     assert aimed.returncode == 0, aimed.stderr
     summary = json.loads(aimed.stdout)
@@ -104,7 +97,7 @@ def test_table_problems_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     else:
         table, target = _table(tmp_path / "t.json"), "0.000001"
     out = tmp_path / "run"
-    _refused(_cli(capsys, *args, "--latency-table", str(table), "--latency-target", target,
+    _refused(in_process(capsys, *args, "--latency-table", str(table), "--latency-target", target,
                   "-o", str(out)), needle)
     assert not out.exists()
 
@@ -112,7 +105,7 @@ def test_table_problems_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_a_foreign_table_is_used_when_allowed_and_not_measured(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = _table(tmp_path / "t.json", device="another CPU")
-    run = _cli(capsys, *TINY, "--epochs", "1", "--latency-table", str(table),
+    run = in_process(capsys, *TINY, "--epochs", "1", "--latency-table", str(table),
                "--allow-foreign-table", "--json", "-o", str(tmp_path / "run"))
     assert run.returncode == 0, run.stderr
     (latency,) = [c for c in json.loads(run.stdout)["costs"] if c["cost"] == "latency"]

@@ -3,13 +3,11 @@ exits 2 with one line naming the setting and leaves no run folder behind."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from cli import assert_refused, nasctl
+from cli import assert_refused, in_process, nasctl
 
-from nasctl.cli import app
 from nasctl.errors import NasctlError
 from nasctl.search import SearchConfig, resolve_search_config
 from nasctl.search.config import rules
@@ -62,23 +60,13 @@ BAD_FLAGS = [
 ]
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The console script's entry point, in this process (a subprocess per case would
-    spend most of its time importing torch)."""
-    with pytest.raises(SystemExit) as stop:
-        app(list(args), prog_name="nasctl")
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, int(stop.value.code or 0), captured.out,
-                                       captured.err)
-
-
 @pytest.mark.parametrize(("flags", "message"), BAD_FLAGS,
                          ids=[" ".join(f) for f, _m in BAD_FLAGS])
 def test_bad_search_settings_are_refused_in_one_line(tmp_path: Path, flags: list[str],
                                                      message: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    assert_refused(_cli(capsys, "search", "--dataset", "digits", *flags, "--out", str(out)),
+    assert_refused(in_process(capsys, "search", "--dataset", "digits", *flags, "--out", str(out)),
                    message)
     assert not out.exists()
 
@@ -116,5 +104,5 @@ def test_the_pipeline_checks_every_setting_before_writing(
         tmp_path: Path, flags: list[str], message: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "p"
-    assert_refused(_cli(capsys, "pipeline", *flags, "--out", str(out)), message)
+    assert_refused(in_process(capsys, "pipeline", *flags, "--out", str(out)), message)
     assert not out.exists()  # so the corrected command is not refused
