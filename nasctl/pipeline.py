@@ -91,7 +91,14 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike[str], resume: bo
 
 
 def _search_settings(config: PipelineConfig) -> dict[str, Any]:
+    """The search's settings; the network its costs price is the one the train stage
+    builds (its recipe's C and cells)."""
+    from nasctl.train.recipes import RECIPE_FOR_DATASET, RECIPES
+
     settings: dict[str, Any] = dict(DIGITS_SEARCH) if config.dataset == "digits" else {}
+    recipe = {**RECIPES[RECIPE_FOR_DATASET.get(config.dataset, "cifar10")], **config.train}
+    settings.update({"deploy_dataset": config.dataset, "deploy_channels": recipe["channels"],
+                     "deploy_layers": recipe["layers"]})
     settings.update(config.search)
     return {"method": config.method, "dataset": config.dataset, "data_dir": config.data_dir,
             "seed": config.seed, "device": config.device, **settings}
@@ -123,24 +130,18 @@ def _latency_settings(config: PipelineConfig, emit: Event) -> dict[str, Any]:
     """The search settings that aim the found network at the latency target: the network
     the train stage will build (its recipe's C and cells) priced from this machine's
     table (reused from the cache when one was measured here under the same keys)."""
+    from nasctl.deploy.events import Stage
     from nasctl.latency.cache import cached_table
     from nasctl.search import get_method, get_space, make_search_config
-    from nasctl.train.recipes import RECIPE_FOR_DATASET, RECIPES
 
-    recipe = {**RECIPES[RECIPE_FOR_DATASET[config.dataset]], **config.train}
-    deploy = {"deploy_dataset": config.dataset, "deploy_channels": recipe["channels"],
-              "deploy_layers": recipe["layers"]}
-    probe = make_search_config(method=config.method, dataset=config.dataset, **deploy)
-    probe = probe.resolved(get_method(config.method))
+    probe = make_search_config(**_search_settings(config)).resolved(get_method(config.method))
     deployment = get_space(probe.space, probe.space_options).deployment(probe)
     assert deployment is not None, "every built-in space has a deployment view"
-    from nasctl.deploy.events import Stage
-
     emit(PipelineStage("latency table", "measuring, or reusing this machine's"))
     table, reused = cached_table(deployment, on_progress=lambda done, total, what: emit(
         Stage(f"{what} ({done}/{total})")))
     emit(PipelineStage("latency table", f"{'reused' if reused else 'measured'} {table.path}"))
-    return {**deploy, "latency_table": table.path, "latency_target": config.latency_target}
+    return {"latency_table": table.path, "latency_target": config.latency_target}
 
 
 def _train(config: PipelineConfig, root: Path, resume: bool, emit: Event) -> None:

@@ -22,6 +22,10 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     for stage in ("search", "train", "export"):
         assert (out / stage / "report.json").exists()
     assert (out / "search" / "genotype.json").exists() and (out / "train" / "best.pt").exists()
+    # the search priced the network the train stage built: its MACs are the export's count
+    search = json.loads((out / "search" / "report.json").read_text())
+    (macs,) = [c for c in search["costs"] if c["cost"] == "macs"]
+    assert macs["predicted"] == summary["macs"] and "digits, C=8, 5 cells" in macs["network"]
     assert (out / "export" / "model.onnx").stat().st_size > 1000
     assert summary["params"] > 0 and summary["macs"] > 0 and summary["latency_ms"] > 0
     # Two search steps leave every sigmoid near 0.5: the summary says the fallback chose the

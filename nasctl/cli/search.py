@@ -237,7 +237,7 @@ def _cost_line(cost: Any) -> str:
         parts.append("meets it" if cost.meets_target else "MISSES it")
     if cost.repair is not None and cost.repair.swaps:
         parts.append(f"repaired by {len(cost.repair.swaps)} swaps")
-    return ", ".join(parts)
+    return ", ".join(parts) + f" ({cost.network})"
 
 
 class _SearchProgress(EpochProgress):

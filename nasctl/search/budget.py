@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nasctl.errors import NasctlError
+from nasctl.latency.table import describe_settings
 from nasctl.search.cost import BoundCost, Repair, costs_of, repair
 from nasctl.search.options import as_dict
 
@@ -34,6 +35,7 @@ class CostReport:
     predicted: float  # of the discretized network
     measured: float | None = None
     repair: Repair | None = None
+    network: str = ""  # the deployed network priced ("the cell network on cifar10, ...")
 
     @property
     def error_pct(self) -> float | None:
@@ -162,7 +164,8 @@ class Budget:
             reports.append(CostReport(b.cost.name, b.cost.unit, b.cost.target, expected,
                                       b.predict(genotype),
                                       b.cost.measure(b.deployment, genotype),
-                                      by_cost.get(b.cost.name)))
+                                      by_cost.get(b.cost.name),
+                                      describe_settings(b.deployment.settings)))
         return reports
 
 
