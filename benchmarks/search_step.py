@@ -5,14 +5,16 @@ Default setting (issue §7): batch 32, C=16, 8 cells, 32x32 inputs, CPU. Each
 (resource.getrusage ru_maxrss) is its own.
 
 - ``fast``: what ``nasctl search`` runs (the loop's ``SearchStep.arch_step``/``weight_step``:
-  shared ReLUs, no ``none`` op, mixture weights folded into BNs, dilated convs on input
-  phases, alpha-only gradients in the architecture step, frozen alphas in the weight step,
-  channels_last) with ``--recompute off``;
-- ``fast+full-res`` (the CPU default) and ``fast+all``: the same, recomputing edges in
-  backward in the full-resolution cells or in every cell;
+  shared ReLUs, no ``none`` op, mixture weights folded into BNs, depthwise convs with the
+  faster CPU backward, alpha-only gradients in the architecture step, frozen alphas in the
+  weight step, channels_last) with ``--recompute off``;
+- ``fast+convs`` (the CPU default): the same, recomputing the convs and pools before each
+  BatchNorm in backward;
+- ``fast+full-res`` and ``fast+all``: also recomputing whole edges in backward in the
+  full-resolution cells or in every cell;
 - ``naive``: the straightforward reference, as the official FairDARTS/DARTS code does it:
   per-edge, per-op loop, full backward (all gradients) in both steps, NCHW, PyTorch's own
-  dilated convs;
+  depthwise conv backward;
 - ``official`` (with ``--official DIR``, FairDARTS only): the official FairDARTS code's own
   step from the user's checkout DIR of github.com/xiaomi-automl/FairDARTS (see
   ``official_step.py``; nothing of it is vendored here).
@@ -40,7 +42,7 @@ from typing import Any
 
 import torch
 
-IMPLS = ("fast", "fast+full-res", "fast+all", "naive")
+IMPLS = ("fast", "fast+convs", "fast+full-res", "fast+all", "naive")
 
 
 def _batches(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
@@ -55,7 +57,7 @@ def nasctl_step(args: argparse.Namespace) -> Callable[[], None]:
     import torch.nn.functional as F  # noqa: N812
 
     from nasctl.distributed import DistInfo
-    from nasctl.nets.dilated import DilatedDepthwiseConv2d
+    from nasctl.nets.depthwise import DepthwiseConv2d
     from nasctl.search import make_search_config
     from nasctl.search.loop import Search
 
@@ -67,8 +69,8 @@ def nasctl_step(args: argparse.Namespace) -> Callable[[], None]:
     search = Search(cfg, DistInfo(), torch.device("cpu"))
     search.model.impl = "naive" if naive else "fast"
     for m in search.model.modules():
-        if isinstance(m, DilatedDepthwiseConv2d):
-            m.phase_split = not naive  # the official code runs PyTorch's dilated conv
+        if isinstance(m, DepthwiseConv2d):
+            m.fast_backward = not naive  # the official code runs PyTorch's convs
     step = search.step
     xa, ya, xw, yw = _batches(args)
     xa, ya = step.to(xa, ya)

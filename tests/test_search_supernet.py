@@ -21,6 +21,7 @@ def _outputs(net: SearchNetwork, x: torch.Tensor, y: torch.Tensor) -> list[torch
 @pytest.mark.parametrize(("ops", "act", "node_norm", "recompute", "channels_last"), [
     (FAIRDARTS_OPS, torch.sigmoid, "none", "off", False),
     (FAIRDARTS_OPS, torch.sigmoid, "none", "all", True),  # the CPU search's layout
+    (FAIRDARTS_OPS, torch.sigmoid, "none", "convs", True),  # the CPU default
     (DARTS_OPS, lambda a: torch.softmax(a, -1), "bn", "full-res", False),
     (DARTS_OPS, lambda a: torch.softmax(a, -1), "rms", "all", False),
 ])

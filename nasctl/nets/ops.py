@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nasctl.nets.dilated import DilatedDepthwiseConv2d
+from nasctl.nets.depthwise import DepthwiseConv2d
 
 
 class ReLUConvBN(nn.Module):
@@ -39,8 +39,8 @@ class DilConv(nn.Module):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            DilatedDepthwiseConv2d(c_in, c_in, kernel, stride=stride, padding=padding,
-                                   dilation=dilation, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, c_in, kernel, stride=stride, padding=padding,
+                            dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
@@ -57,11 +57,13 @@ class SepConv(nn.Module):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, c_in, kernel, stride=stride, padding=padding, groups=c_in,
+                            bias=False),
             nn.Conv2d(c_in, c_in, 1, bias=False),
             nn.BatchNorm2d(c_in, affine=affine),
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride=1, padding=padding, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, c_in, kernel, stride=1, padding=padding, groups=c_in,
+                            bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import torch
 
@@ -14,7 +14,7 @@ from nasctl.search.discretize import CellChoice, build_genotype
 from nasctl.search.methods import Discretized
 from nasctl.search.options import option
 from nasctl.search.space import ChoiceGroup, Discretizer, SearchSpace, register
-from nasctl.search.supernet import SearchNetwork, edge_list
+from nasctl.search.supernet import Recompute, SearchNetwork, edge_list
 from nasctl.settings import Rule
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from nasctl.search.methods import SearchMethod
 
 CELLS = ("normal", "reduce")
-RECOMPUTE_CHOICES = ("auto", "off", "full-res", "all")
+RECOMPUTE_CHOICES = ("auto", *get_args(Recompute))
 DEPLOY_DATASETS = ("cifar10", "cifar100", "imagenet", "digits")
 MAX_CHANNELS = 1024
 MAX_LAYERS = 100
@@ -40,10 +40,10 @@ class CellOptions:
                            aliases=("--init-channels", "--C"))
     layers: int = option(8, "cells of the supernet", Rule(low=3, high=MAX_LAYERS))
     nodes: int = option(4, "intermediate nodes per cell", Rule(low=1, high=16))
-    recompute: str = option("auto", "recompute in backward: off (nothing), full-res (whole "
-                            "edges in the cells up to the first reduction, BatchNorm inputs "
-                            "elsewhere), all (whole edges everywhere); auto = full-res on "
-                            "CPU, off on CUDA",
+    recompute: str = option("auto", "recompute in backward: off (nothing), convs (the "
+                            "convs and pools before each BatchNorm), full-res (whole edges "
+                            "in the cells up to the first reduction, convs elsewhere), all "
+                            "(whole edges everywhere); auto = convs on CPU, off on CUDA",
                             Rule(choices=RECOMPUTE_CHOICES), runtime=True)
     deploy_dataset: str | None = option(None, "the final network the costs price: its "
                                         "dataset's settings (default: cifar10, or the search "
@@ -93,7 +93,7 @@ class CellSpace(SearchSpace):
         o = self.resolved_options(method)
         recompute = o.recompute
         if recompute == "auto":
-            recompute = "full-res" if device.type == "cpu" else "off"
+            recompute = "convs" if device.type == "cpu" else "off"
         assert o.ops is not None
         return SearchNetwork(o.ops, method.activation, channels=o.channels,
                              layers=o.layers, num_nodes=o.nodes, num_classes=num_classes,

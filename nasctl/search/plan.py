@@ -20,15 +20,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from nasctl.nets.dilated import DilatedDepthwiseConv2d
+from nasctl.nets.depthwise import DepthwiseConv2d
 from nasctl.nets.ops import Conv7x1x1x7, DilConv, FactorizedReduce, ReLUConvBN, SepConv
-from nasctl.search.kernels import BNInput, batch_norm_recomputed, max_pool_no_indices
+from nasctl.search.kernels import (
+    BNInput,
+    Grads,
+    avg_pool_vjp,
+    batch_norm_recomputed,
+    chain,
+    conv_vjp,
+    max_pool_input,
+)
 
 BNRecompute = Literal["none", "producer", "chain"]
 BN_RECOMPUTE_LEVELS: tuple[BNRecompute, ...] = ("none", "producer", "chain")
@@ -42,13 +50,30 @@ def flatten(op: nn.Module) -> list[Stage]:
     if isinstance(op, nn.Sequential):
         return [stage for m in op for stage in flatten(m)]
     if isinstance(op, FactorizedReduce):
-        def reduce(r: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
-            return torch.cat([F.conv2d(r, w1, stride=2), F.conv2d(r[:, :, 1:, 1:], w2, stride=2)],
-                             dim=1)
-        return [op.relu, BNInput(reduce, (op.conv_1.weight, op.conv_2.weight)), op.bn]
+        return [op.relu, BNInput(_reduce, (op.conv_1.weight, op.conv_2.weight), _reduce_vjp),
+                op.bn]
     if isinstance(op, nn.MaxPool2d) and op.dilation == 1 and not op.ceil_mode:
-        return [BNInput(partial(max_pool_no_indices, pool=op), ())]
+        return [max_pool_input(op)]
     return [op]
+
+
+def _reduce(r: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """FactorizedReduce's convs (after its ReLU, before its BN)."""
+    return torch.cat([F.conv2d(r, w1, stride=2), F.conv2d(r[:, :, 1:, 1:], w2, stride=2)], dim=1)
+
+
+def _reduce_vjp(r: torch.Tensor, grad: torch.Tensor, params: Sequence[torch.Tensor],
+                needs: Sequence[bool], saved: Any = None) -> Grads:
+    w1, w2 = params
+    g1, g2 = grad.split([w1.shape[0], w2.shape[0]], dim=1)
+    gr1, gw1, _ = torch.ops.aten.convolution_backward(
+        g1, r, w1, None, [2, 2], [0, 0], [1, 1], False, [0, 0], 1, [needs[0], needs[1], False])
+    gr2, gw2, _ = torch.ops.aten.convolution_backward(
+        g2, r[:, :, 1:, 1:], w2, None, [2, 2], [0, 0], [1, 1], False, [0, 0], 1,
+        [needs[0], needs[2], False])
+    if gr1 is not None:
+        gr1[:, :, 1:, 1:] += gr2
+    return gr1, gw1, gw2
 
 
 def _is_conv(stage: Stage) -> bool:
@@ -71,29 +96,19 @@ def _is_depthwise(stage: Stage) -> bool:
 def _as_input(stage: Stage) -> BNInput:
     if isinstance(stage, BNInput):
         return stage
-    if isinstance(stage, DilatedDepthwiseConv2d):
-        return BNInput(stage.conv, (stage.weight,))
+    if isinstance(stage, DepthwiseConv2d):
+        return BNInput(stage.conv, (stage.weight,), stage.conv_vjp)
     if isinstance(stage, nn.Conv2d):
         conv = stage
-        return BNInput(lambda x, w: conv._conv_forward(x, w, None), (conv.weight,))
-    return BNInput(stage, ())  # a pool
+        return BNInput(lambda x, w: conv._conv_forward(x, w, None), (conv.weight,),
+                       conv_vjp(conv))
+    if isinstance(stage, nn.AvgPool2d):
+        return BNInput(stage, (), avg_pool_vjp(stage))
+    return BNInput(stage, ())  # another pool: differentiated by autograd
 
 
 def _chain(stages: Sequence[Stage]) -> BNInput:
-    """The stages as one :class:`BNInput` taking all their parameters in order."""
-    parts = [_as_input(s) for s in stages]
-    if len(parts) == 1:
-        return parts[0]
-    counts = [len(p.params) for p in parts]
-
-    def run(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        i = 0
-        for part, n in zip(parts, counts, strict=True):
-            x = part.fn(x, *params[i:i + n])
-            i += n
-        return x
-
-    return BNInput(run, tuple(p for part in parts for p in part.params))
+    return chain([_as_input(s) for s in stages])
 
 
 def _recomputed_tail(stages: Sequence[Stage], level: BNRecompute) -> int:

@@ -14,13 +14,13 @@ after each pooling op. Two forward paths compute the same function
   trailing non-affine BN (no multiply, no saved BN output), the gradient a node gets from
   the cell's concatenation is made dense once, max pooling keeps no argmax indices, and
   references are dropped as soon as a node is no longer read. ``recompute`` trades time
-  for memory, with exactly the same values: ``off`` recomputes nothing; ``full-res``
-  makes each edge of the cells that read full-resolution inputs, up to and including the
-  first reduction cell (about 60% of the activations), a checkpoint region that keeps only
-  the edge's inputs and recomputes the edge in backward, and in the other cells keeps the
-  inputs of each op's ReLU-conv-BN blocks instead of their intermediate results and runs
-  the convs again in backward (``chain`` in :mod:`nasctl.search.plan`); ``all``
-  checkpoints every edge.
+  for memory, with exactly the same values: ``off`` recomputes nothing; ``convs`` keeps
+  the inputs of each op's ReLU-conv-BN blocks and pools instead of their intermediate
+  results and runs the convs and pools again in backward (``chain`` in
+  :mod:`nasctl.search.plan`); ``full-res`` also makes each edge of the cells that read
+  full-resolution inputs, up to and including the first reduction cell (about 60% of the
+  activations), a checkpoint region that keeps only the edge's inputs and recomputes the
+  edge in backward; ``all`` checkpoints every edge.
 
 Every BatchNorm uses batch statistics in every mode (no running statistics), as the
 search network only ever trains; ``none`` ops are never computed.
@@ -29,7 +29,7 @@ search network only ever trains; ``none`` ops are never computed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -49,7 +49,7 @@ from nasctl.search.plan import (
 )
 
 Impl = Literal["fast", "naive"]
-Recompute = Literal["off", "full-res", "all"]
+Recompute = Literal["off", "convs", "full-res", "all"]
 ProbeRecorder = Callable[[int, dict[tuple[int, int], torch.Tensor], torch.Tensor, torch.Tensor],
                          None]
 NodeNorm = Literal["none", "bn", "rms"]
@@ -304,8 +304,9 @@ class SearchNetwork(nn.Module):
         # Random init as in DARTS (1e-3 * randn); FairDARTS starts every alpha at 0.
         self.alpha_normal = nn.Parameter(alpha_init * torch.randn(num_edges, len(ops)))
         self.alpha_reduce = nn.Parameter(alpha_init * torch.randn(num_edges, len(ops)))
-        if recompute not in ("off", "full-res", "all"):
-            raise ValueError(f"recompute must be off, full-res or all, got {recompute!r}")
+        if recompute not in get_args(Recompute):
+            raise ValueError(f"recompute must be one of {', '.join(get_args(Recompute))}, "
+                             f"got {recompute!r}")
         for i, cell in enumerate(self.cells):
             cell.recompute = recompute == "all" or (recompute == "full-res" and i <= layers // 3)
             cell.bn_recompute = "none" if recompute == "off" else "chain"
