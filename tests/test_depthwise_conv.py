@@ -75,6 +75,18 @@ def test_only_cpu_training_with_gradients_takes_the_fast_form() -> None:
     assert list(conv.state_dict()) == ["weight"]
 
 
+def test_cpu_autocast_runs_pytorchs_conv() -> None:
+    """Under autocast the output and its gradient are bf16 while the weight stays fp32:
+    PyTorch's conv handles that, the fast forms would not."""
+    conv = DepthwiseConv2d(6, 6, 3, padding=2, dilation=2, groups=6, bias=False)
+    x = torch.randn(1, 6, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = conv(x)
+    y.float().square().sum().backward()
+    assert y.dtype == torch.bfloat16 and y.grad_fn.name() != "_SameDepthwiseConvBackward"
+    assert x.grad is not None and conv.weight.grad is not None
+
+
 def test_a_strided_incoming_gradient() -> None:
     conv = _conv(3, 1, 2)
     x = torch.randn(2, 6, 8, 8, dtype=torch.float64).contiguous(

@@ -162,10 +162,10 @@ class DepthwiseConv2d(nn.Conv2d):
     def _form(self, x: torch.Tensor) -> Form:
         """Which form computes this conv on ``x``: stride 1 ("same"; a dilated one on even
         sizes), stride = dilation ("strided"), or PyTorch's ("plain": anything else, a
-        non-CPU tensor, tracing, ``fast_backward`` off)."""
+        non-CPU tensor, autocast, tracing, ``fast_backward`` off)."""
         d, k, s = self.dilation[0], self.kernel_size[0], self.stride[0]
         fast = (self.fast_backward and x.device.type == "cpu" and x.dtype == self.weight.dtype
-                and not torch.jit.is_tracing()
+                and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
                 and self.groups == self.in_channels == self.out_channels
                 and self.bias is None and self.padding_mode == "zeros" and k % 2 == 1
                 and self.dilation == (d, d) and self.kernel_size == (k, k)
