@@ -187,7 +187,7 @@ def avg_pool_vjp(pool: nn.AvgPool2d) -> Vjp:
     def vjp(x: torch.Tensor, grad: torch.Tensor, params: Sequence[torch.Tensor],
             needs: Sequence[bool], saved: Any = None) -> Grads:
         return (torch.ops.aten.avg_pool2d_backward(
-            grad, x, _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size),
+            grad, x, _pair(pool.kernel_size), _pair(pool.stride),
             _pair(pool.padding), pool.ceil_mode, pool.count_include_pad,
             pool.divisor_override),)
     return vjp
